@@ -1,0 +1,99 @@
+"""The `[let]` TOML section, merged into torchtitan's JobConfig.
+
+Used through `[job] custom_config_module = "let_components.config"`; every key is also a CLI flag
+(`--let.lambda_0 0.3`).
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from torchtitan.config import JobConfig as TitanJobConfig
+
+
+@dataclass
+class LET:
+    enable: bool = False
+    """Add the late-to-early alignment term; false trains plain torchtitan."""
+
+    teacher_path: str = ""
+    """Hugging Face-format teacher folder (config.json + *.safetensors + tokenizer files)."""
+
+    teacher_dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    """Teacher weights and activations; on a CPU-only machine float32 is used whatever this says."""
+
+    teacher_compile: bool = True
+    """torch.compile the teacher forward (used only where the student is compiled too)."""
+
+    student_layer: int = 1
+    """k: 0-based student block whose OUTPUT is aligned (transformers' hidden_states[k+1])."""
+
+    teacher_layer: int = -1
+    """-1: teacher's final hidden state after its final norm; i >= 0: output of teacher block i."""
+
+    lambda_0: float = 0.1
+    """Initial alignment weight (the paper's best of 0.01/0.1/0.3/1/3)."""
+
+    stop_step: int = 0
+    """S_stop: alignment runs on steps 1..stop_step, then the teacher is released."""
+
+    schedule: Literal["linear", "constant", "cosine"] = "linear"
+    """How lambda decays from lambda_0 to 0 over the first stop_step steps."""
+
+    projection: Literal["interpolate", "linear"] = "interpolate"
+    """interpolate: teacher vector resized to the student width (the paper's, no parameters);
+    linear: learned student->teacher map, cosine in teacher space."""
+
+
+@dataclass
+class JobConfig(TitanJobConfig):
+    let: LET = field(default_factory=LET)
+
+
+class LETConfigError(ValueError):
+    """A `[let]` (or related) setting that cannot work; raised before any expensive work starts."""
+
+
+def latest_checkpoint_step(job_config: TitanJobConfig) -> int:
+    """Step of the checkpoint this job will resume from (0 for a fresh run), read off the folder names."""
+    ckpt = job_config.checkpoint
+    folder = Path(job_config.job.dump_folder) / ckpt.folder
+    if not ckpt.enable or not folder.is_dir():
+        return 0
+    if ckpt.load_step > 0:
+        return ckpt.load_step
+    steps = [int(p.name.split("-")[1]) for p in folder.glob("step-*") if p.name.split("-")[1].isdigit()]
+    return max(steps, default=0)
+
+
+def check_let_config(job_config: JobConfig, student_layers: int) -> None:
+    """Every `[let]` mistake we can see without building anything, each as a one-line error naming the key."""
+    let, training, parallelism = job_config.let, job_config.training, job_config.parallelism
+    if let.lambda_0 < 0:
+        raise LETConfigError(f"let.lambda_0={let.lambda_0}: must be >= 0 (the paper uses 0.1)")
+    for key, value, valid in (
+        ("schedule", let.schedule, ("linear", "constant", "cosine")),
+        ("projection", let.projection, ("interpolate", "linear")),
+        ("teacher_dtype", let.teacher_dtype, ("bfloat16", "float32")),
+    ):
+        if value not in valid:
+            raise LETConfigError(f"let.{key}={value!r}: valid are {', '.join(valid)}")
+    if not 1 <= let.stop_step <= training.steps:
+        raise LETConfigError(
+            f"let.stop_step={let.stop_step}: must be in 1..training.steps={training.steps} "
+            "(alignment runs on steps 1..stop_step)"
+        )
+    if not 0 <= let.student_layer < student_layers:
+        raise LETConfigError(
+            f"let.student_layer={let.student_layer}: the student has {student_layers} blocks; use 0..{student_layers - 1} "
+            "(an early block, e.g. about a quarter of the depth)"
+        )
+    for key in ("pipeline_parallel_degree", "context_parallel_degree", "tensor_parallel_degree"):
+        degree = getattr(parallelism, key)
+        if degree > 1:
+            raise LETConfigError(
+                f"parallelism.{key}={degree}: not supported with LET yet (the block-k alignment needs the whole "
+                "sequence and hidden state on one rank); use FSDP/HSDP (data_parallel_*_degree) or let.enable=false"
+            )
+    if not let.teacher_path:
+        raise LETConfigError("let.teacher_path is empty: set it to a Hugging Face model folder (config.json + safetensors)")

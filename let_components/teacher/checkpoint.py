@@ -1,0 +1,79 @@
+"""Reading a Hugging Face-format teacher folder: config.json and safetensors weights.
+
+Only what every architecture needs lives here; each architecture reads its own config keys.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+
+class TeacherError(ValueError):
+    """A teacher folder or `[let]` setting that cannot work; the message names the key."""
+
+
+def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
+    """config.json of a teacher folder, with a one-line error when it is missing."""
+    config_file = Path(path) / "config.json"
+    if not config_file.is_file():
+        raise TeacherError(
+            f"let.teacher_path='{path}': no config.json there; expected a Hugging Face "
+            "model folder (config.json + *.safetensors + tokenizer files)"
+        )
+    return json.loads(config_file.read_text())
+
+
+def rope_config(config: dict[str, Any]) -> dict[str, Any]:
+    """RoPE settings from either config.json style.
+
+    transformers 4.x writes `rope_theta` + `rope_scaling` (+ `rotary_pct` for GPT-NeoX); 5.x writes one
+    `rope_parameters` dict (with `rope_theta`, `rope_type`, `partial_rotary_factor`, scaling keys). Both are
+    folded into one dict with keys rope_theta, rope_type and the scaling keys.
+    """
+    params = dict(config.get("rope_parameters") or {})
+    scaling = config.get("rope_scaling") or {}
+    merged = {**scaling, **params}
+    merged.setdefault("rope_theta", config.get("rope_theta", 10000.0))
+    merged["rope_type"] = merged.get("rope_type", merged.get("type", "default"))
+    return merged
+
+
+def load_hf_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a teacher folder: one `model.safetensors` or a sharded index.
+
+    `*.bin` (pickle) checkpoints are refused rather than unpickled: convert them once with
+    transformers' `save_pretrained(..., safe_serialization=True)`.
+    """
+    folder = Path(path)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (folder / "model.safetensors").is_file():
+        shards = ["model.safetensors"]
+    elif any(folder.glob("*.bin")):
+        raise TeacherError(
+            f"let.teacher_path='{path}': only *.bin weights found; convert them to safetensors once "
+            "(AutoModel.from_pretrained(p).save_pretrained(p, safe_serialization=True))"
+        )
+    else:
+        raise TeacherError(f"let.teacher_path='{path}': no model.safetensors or model.safetensors.index.json")
+    state_dict: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        state_dict.update(load_file(folder / shard))
+    return state_dict
+
+
+def strip_prefix(state_dict: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Drop a leading `model.`/`gpt_neox.`-style prefix so base-model and *ForCausalLM folders both load."""
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in prefixes:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        out[key] = value
+    return out

@@ -1,0 +1,186 @@
+"""LETTrainer: torchtitan's Trainer plus the late-to-early alignment term for the first stop_step steps.
+
+Like torchtitan's Flux trainer, it subclasses Trainer and overrides the step only. The step reads top to
+bottom: teacher hidden state (while lambda > 0) -> student forward -> CE -> alignment -> backward.
+After stop_step the teacher is deleted and the step is torchtitan's own.
+"""
+
+import gc
+import json
+import time
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torchtitan.config import TORCH_DTYPE_MAP
+from torchtitan.distributed import utils as dist_utils
+from torchtitan.protocols.train_spec import get_train_spec
+from torchtitan.tools import utils
+from torchtitan.tools.logging import logger
+from torchtitan.train import Trainer
+
+from . import platform
+from .config import JobConfig, LETConfigError, check_let_config, latest_checkpoint_step
+from .loss import build_alignment_loss
+from .schedule import alignment_weight
+from .student import SPEC_NAME, TEACHER_CONFIG_COPY, teacher_config
+from .teacher import TeacherModel, TeacherOptions, load_teacher, teacher_architecture
+from .teacher.checkpoint import load_hf_state_dict
+from .teacher.registry import resolve_layer
+
+
+class LETTrainer(Trainer):
+    teacher: TeacherModel | None
+
+    def __init__(self, job_config: JobConfig):
+        self.let = job_config.let
+        if self.let.enable:
+            # every cheap check runs before torchtitan initialises distributed or builds anything
+            self.resume_step = check_before_start(job_config)
+        super().__init__(job_config)
+        self.teacher = None
+        self.alignment_weight = 0.0
+        if not self.let.enable:
+            return
+        self._check_vocabulary()
+        self.alignment_loss_fn = build_alignment_loss(job_config)
+        self._alignment_sum = torch.zeros((), device=self.device)
+        self._save_teacher_config()
+        logger.info(
+            f"[LET] enabled: student block {self.let.student_layer} <- teacher layer {self.let.teacher_layer} "
+            f"of {self.let.teacher_path}, lambda_0={self.let.lambda_0} ({self.let.schedule}) for steps "
+            f"1..{self.let.stop_step}, projection={self.let.projection}"
+        )
+
+    # ---- the training step -------------------------------------------------------------------------------
+
+    def train_step(self, data_iterator: Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]) -> None:
+        if not self.let.enable:
+            return super().train_step(data_iterator)
+        let = self.let
+        self.alignment_weight = alignment_weight(self.step, let.lambda_0, let.stop_step, let.schedule)
+        if self.alignment_weight > 0 and self.teacher is None:
+            self.teacher = self._load_teacher()
+        elif self.alignment_weight == 0 and self.teacher is not None:
+            self._release_teacher()
+        self._alignment_sum.zero_()
+        super().train_step(data_iterator)
+        if self.metrics_processor.should_log(self.step):
+            self._log_alignment()
+
+    def forward_backward_step(
+        self, *, input_dict: dict[str, torch.Tensor], labels: torch.Tensor, global_valid_tokens: torch.Tensor
+    ) -> torch.Tensor:
+        if self.alignment_weight == 0:
+            return super().forward_backward_step(
+                input_dict=input_dict, labels=labels, global_valid_tokens=global_valid_tokens
+            )
+        inputs, labels, extra_inputs, extra_kwargs = self.post_dataloading_process(input_dict, labels)
+        with self.train_context():
+            with torch.no_grad():
+                teacher_hidden = self.teacher(inputs, extra_kwargs.get("attention_masks"))
+            with self.maybe_enable_amp:
+                pred, student_hidden = self.model_parts[0](
+                    inputs, **extra_inputs, **extra_kwargs, capture_layer=self.let.student_layer
+                )
+                # both terms are token SUMS over global valid tokens, as torchtitan scales its CE
+                ce = self.loss_fn(pred, labels) / global_valid_tokens
+                alignment = self.alignment_loss_fn(student_hidden, teacher_hidden, labels) / global_valid_tokens
+                loss = ce + self.alignment_weight * alignment
+            del pred, teacher_hidden
+            loss.backward()
+        self._alignment_sum += alignment.detach()
+        return ce.detach()
+
+    # ---- teacher lifetime --------------------------------------------------------------------------------
+
+    def _load_teacher(self) -> TeacherModel:
+        start = time.perf_counter()
+        job_config = self.job_config
+        dtype = torch.float32 if platform.on_cpu() else TORCH_DTYPE_MAP[self.let.teacher_dtype]
+        options = TeacherOptions(
+            layer=self.let.teacher_layer,
+            max_seq_len=job_config.training.seq_len,
+            attn_type=getattr(self.model_args, "attn_type", "sdpa"),
+        )
+        teacher = load_teacher(self.let.teacher_path, self.device, dtype, options)
+        if job_config.compile.enable and self.let.teacher_compile:
+            teacher = torch.compile(teacher, backend=job_config.compile.backend)
+        logger.info(
+            f"[LET] teacher loaded at step {self.step}: {sum(p.numel() for p in teacher.parameters()):,} "
+            f"parameters, {dtype}, compile={job_config.compile.enable and self.let.teacher_compile}, "
+            f"{time.perf_counter() - start:.1f}s"
+        )
+        return teacher
+
+    def _release_teacher(self) -> None:
+        self.teacher = None
+        gc.collect()
+        if not platform.on_cpu():
+            utils.device_module.empty_cache()
+        logger.info(f"[LET] alignment finished after step {self.let.stop_step}: teacher released")
+
+    # ---- checks and logging ------------------------------------------------------------------------------
+
+    def _check_vocabulary(self) -> None:
+        """Every token id the tokenizer emits must index the teacher's (and student's) embedding."""
+        if self.tokenizer is None:
+            return
+        tokenizer_vocab = self.tokenizer.get_vocab_size()
+        if tokenizer_vocab > self.model_args.vocab_size:
+            raise LETConfigError(
+                f"model.hf_assets_path='{self.job_config.model.hf_assets_path}': tokenizer has {tokenizer_vocab} ids "
+                f"but the teacher at let.teacher_path has {self.model_args.vocab_size} embedding rows; train with "
+                "the teacher's tokenizer (set model.hf_assets_path to the teacher folder)"
+            )
+
+    def _save_teacher_config(self) -> None:
+        """Keep the teacher's shapes with the job, so a resume after stop_step needs no teacher folder."""
+        if torch.distributed.get_rank() != 0:
+            return
+        copy = Path(self.job_config.job.dump_folder) / TEACHER_CONFIG_COPY
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        config = teacher_config(self.let.teacher_path, self.job_config.job.dump_folder)
+        copy.write_text(json.dumps(config, indent=2))
+
+    def _log_alignment(self) -> None:
+        """lambda, alignment loss and cosine (averaged over data-parallel ranks) beside torchtitan's metrics."""
+        if self.alignment_weight == 0:
+            self.metrics_processor.logger.log({"let/lambda": 0.0}, self.step)
+            return
+        alignment = self._alignment_sum
+        if self.parallel_dims.dp_cp_enabled:
+            alignment = dist_utils.dist_sum(alignment, self.parallel_dims.get_optional_mesh("loss"))
+        else:
+            alignment = alignment.item()
+        metrics = {"let/lambda": self.alignment_weight, "let/alignment_loss": alignment, "let/cosine": -alignment}
+        self.metrics_processor.logger.log(metrics, self.step)
+        logger.info(
+            f"[LET] step: {self.step:2}  lambda: {self.alignment_weight:.5f}  "
+            f"alignment_loss: {alignment:8.5f}  cosine: {-alignment:7.4f}"
+        )
+
+
+def check_before_start(job_config: JobConfig) -> int:
+    """Config and teacher-folder checks that need no process group; returns the step the run resumes from."""
+    let = job_config.let
+    if job_config.model.name != SPEC_NAME:
+        raise LETConfigError(f"model.name={job_config.model.name!r}: LET trains the '{SPEC_NAME}' student spec")
+    flavors = get_train_spec(SPEC_NAME).model_args
+    if job_config.model.flavor not in flavors:
+        raise LETConfigError(f"model.flavor={job_config.model.flavor!r}: valid are {', '.join(flavors)}")
+    check_let_config(job_config, flavors[job_config.model.flavor].n_layers)
+    resume_step = latest_checkpoint_step(job_config)
+    config = teacher_config(let.teacher_path, job_config.job.dump_folder)
+    teacher_architecture(config, let.teacher_path)
+    resolve_layer(let.teacher_layer, config["num_hidden_layers"])
+    if resume_step < let.stop_step:
+        check_teacher_weights(let.teacher_path)
+    return resume_step
+
+
+def check_teacher_weights(path: str) -> None:
+    """The teacher's weights must exist before the run starts (not only at step 1, after everything is built)."""
+    folder = Path(path)
+    if not ((folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()):
+        load_hf_state_dict(folder)  # raises the one-line TeacherError describing what is there instead

@@ -1,0 +1,26 @@
+"""Train a student with LET (or plain torchtitan with `[let] enable = false`).
+
+    ./run_train.sh --job.config_file train_configs/let_debug.toml
+"""
+
+import sys
+
+import let_components  # noqa: F401  (registers the student TrainSpec and datasets)
+from let_components import platform
+from let_components.config import LETConfigError
+from let_components.teacher import TeacherError
+from let_components.trainer import LETTrainer
+from torchtitan.tools.logging import init_logger, logger
+
+
+def main() -> None:
+    try:
+        platform.main(LETTrainer)
+    except (LETConfigError, TeacherError) as error:
+        init_logger()
+        logger.error(f"[LET] configuration error: {error}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

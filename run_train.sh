@@ -1,0 +1,30 @@
+#!/usr/bin/bash
+# Launch LET (or baseline) training with torchrun, in torchtitan's style.
+#   ./run_train.sh                                           # the embedded LET debug run
+#   NGPU=8 ./run_train.sh --job.config_file train_configs/let_1.4b.toml
+#   CONFIG_FILE=train_configs/baseline_debug.toml ./run_train.sh --training.steps 10
+#   TRAIN_FILE=my_pkg.train ./run_train.sh    # another entry module (default recipes.train)
+# A --job.config_file among the arguments wins over CONFIG_FILE (torchtitan takes the first occurrence).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+CONFIG_FILE=${CONFIG_FILE:-"./train_configs/let_debug.toml"}
+for arg in "$@"; do
+  case "$arg" in
+    --job.config_file|--job.config_file=*) CONFIG_FILE="" ;;
+  esac
+done
+
+if [ -z "${NGPU:-}" ]; then
+  NGPU=$(python -c "import torch; print(torch.accelerator.device_count() if torch.accelerator.is_available() else 1)")
+fi
+LOG_RANK=${LOG_RANK:-0}
+TRAIN_FILE=${TRAIN_FILE:-"recipes.train"}
+OVERRIDES=()
+[ -n "$CONFIG_FILE" ] && OVERRIDES=(--job.config_file "$CONFIG_FILE")
+
+PYTORCH_ALLOC_CONF=${PYTORCH_ALLOC_CONF:-"expandable_segments:True"} \
+TORCHFT_LIGHTHOUSE=${TORCHFT_LIGHTHOUSE:-"http://localhost:29510"} \
+exec torchrun --nproc_per_node="$NGPU" --rdzv_backend c10d --rdzv_endpoint="localhost:0" \
+  --local-ranks-filter "$LOG_RANK" --role rank --tee 3 \
+  -m "$TRAIN_FILE" "${OVERRIDES[@]}" "$@"

@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny random Hugging Face checkpoints (transformers is the test-only reference)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ASSETS = REPO / "assets"
+
+
+def save_llama(folder: Path, tokenizer_dir: Path | None = None, **config_kwargs) -> Path:
+    """A random-weight LlamaForCausalLM saved with save_pretrained (+ the tokenizer files, if given)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    defaults = dict(
+        vocab_size=300, hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, rope_theta=10000.0, tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(LlamaConfig(**{**defaults, **config_kwargs})).eval()
+    model.save_pretrained(folder)
+    if tokenizer_dir is not None:
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (tokenizer_dir / name).is_file():
+                shutil.copy(tokenizer_dir / name, folder / name)
+    return folder
+
+
+def rewrite_config(folder: Path, **changes) -> None:
+    """Edit config.json in place (None deletes a key): e.g. turn transformers 5.x keys into 4.x ones."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    path.write_text(json.dumps(config, indent=2))
+
+
+def run_train(*args: str, ngpu: int = 1, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """./run_train.sh with CPU ranks; returns the finished process (stdout+stderr in .stdout)."""
+    run_env = {**os.environ, "NGPU": str(ngpu), "PYTHONUNBUFFERED": "1", **(env or {})}
+    run_env["PYTHONPATH"] = str(REPO) + os.pathsep + run_env.get("PYTHONPATH", "")
+    return subprocess.run(
+        ["bash", str(REPO / "run_train.sh"), *args], cwd=REPO, env=run_env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=timeout,
+    )
+
+
+def let_lines(log: str) -> dict[int, dict[str, float]]:
+    """step -> {lambda, alignment_loss, cosine} from the console's [LET] step lines."""
+    pattern = re.compile(r"\[LET\] step:\s*(\d+)\s+lambda: ([\d.e+-]+)\s+alignment_loss: ([\d.e+-]+)\s+cosine: ([\d.e+-]+)")
+    return {int(m[1]): {"lambda": float(m[2]), "alignment_loss": float(m[3]), "cosine": float(m[4])}
+            for m in pattern.finditer(log)}
+
+
+def tb_scalars(folder: Path, tag: str) -> dict[int, float]:
+    """step -> value of one TensorBoard scalar written under `folder` (full float precision)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values: dict[int, float] = {}
+    for events in sorted(folder.rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        if tag in accumulator.Tags()["scalars"]:
+            values.update({e.step: e.value for e in accumulator.Scalars(tag)})
+    return values
+
+
+@pytest.fixture(scope="session")
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,75 @@
+import math
+
+import pytest
+import torch
+
+from let_components.loss import alignment_loss, interpolate_width
+from let_components.student import Student, StudentArgs
+
+IGNORE = -100
+
+
+def test_interpolation_is_linear_with_aligned_corners():
+    resized = interpolate_width(torch.tensor([[0.0, 2.0]]), 3)
+    assert torch.allclose(resized, torch.tensor([[0.0, 1.0, 2.0]]))
+    resized = interpolate_width(torch.tensor([[1.0, 4.0, 7.0]]), 5)
+    assert torch.allclose(resized, torch.tensor([[1.0, 2.5, 4.0, 5.5, 7.0]]))
+
+
+def test_interpolate_projection_against_hand_computation():
+    student = torch.tensor([[[1.0, 1.0, 1.0], [2.0, 0.0, 0.0]]])  # [B=1, S=2, d_s=3]
+    teacher = torch.tensor([[[0.0, 2.0], [5.0, 5.0]]])  # [B=1, S=2, d_t=2] -> [0,1,2] and [5,5,5]
+    labels = torch.tensor([[7, 8]])
+    cos0 = 3 / (math.sqrt(3) * math.sqrt(5))
+    cos1 = 10 / (2 * math.sqrt(75))
+    assert alignment_loss(student, teacher, labels).item() == pytest.approx(-(cos0 + cos1), abs=1e-6)
+    # ignored positions do not count, like torchtitan's cross-entropy
+    assert alignment_loss(student, teacher, torch.tensor([[7, IGNORE]])).item() == pytest.approx(-cos0, abs=1e-6)
+
+
+def test_cosine_is_scale_invariant_and_bounded():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 5, 16), torch.randn(2, 5, 8)
+    labels = torch.zeros(2, 5, dtype=torch.long)
+    loss = alignment_loss(student, teacher, labels)
+    assert loss.item() == pytest.approx(alignment_loss(3 * student, 0.5 * teacher, labels).item(), abs=1e-5)
+    assert -10 <= loss.item() <= 10
+    same = interpolate_width(teacher, 16)
+    assert alignment_loss(same, teacher, labels).item() == pytest.approx(-10.0, abs=1e-5)
+
+
+def _tiny_student(projection_dim: int = 0) -> Student:
+    torch.manual_seed(0)
+    args = StudentArgs(dim=32, n_layers=4, n_heads=4, vocab_size=64, max_seq_len=16, projection_dim=projection_dim)
+    model = Student(args)
+    with torch.no_grad():
+        model.init_weights()
+    return model
+
+
+def test_linear_projection_against_hand_computation():
+    model = _tiny_student(projection_dim=8)
+    tokens = torch.randint(0, 64, (2, 6))
+    logits, projected = model(tokens, capture_layer=1)
+    # the same block-1 output computed by hand, then W h
+    h = model.tok_embeddings(tokens)
+    for layer_id in ("0", "1"):
+        h = model.layers[layer_id](h, model.freqs_cis, attention_masks=None)
+    assert torch.allclose(projected, h @ model.let_projection.weight.t(), atol=1e-6)
+    assert torch.allclose(logits, model(tokens), atol=1e-6)
+    teacher = torch.randn(2, 6, 8)
+    expected = -torch.nn.functional.cosine_similarity(h @ model.let_projection.weight.t(), teacher, dim=-1).sum()
+    labels = torch.zeros(2, 6, dtype=torch.long)
+    assert alignment_loss(projected, teacher, labels).item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("projection_dim", [0, 8])
+def test_alignment_gradient_reaches_blocks_up_to_k_only(projection_dim):
+    model = _tiny_student(projection_dim)
+    tokens = torch.randint(0, 64, (2, 6))
+    _, hidden = model(tokens, capture_layer=1)
+    alignment_loss(hidden, torch.randn(2, 6, 8), torch.zeros(2, 6, dtype=torch.long)).backward()
+    for name, param in model.named_parameters():
+        reached = param.grad is not None and param.grad.abs().sum() > 0
+        expect = name.startswith(("tok_embeddings", "layers.0.", "layers.1.", "let_projection"))
+        assert reached == expect, name

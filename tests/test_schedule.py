@@ -1,0 +1,38 @@
+import math
+
+import pytest
+
+from let_components.schedule import alignment_weight
+
+
+def test_linear_starts_at_lambda0_and_runs_exactly_stop_steps():
+    weights = [alignment_weight(step, 0.1, 10, "linear") for step in range(1, 13)]
+    assert weights[0] == pytest.approx(0.1)
+    assert weights[9] == pytest.approx(0.1 * 1 / 10)  # step 10 = S_stop: last aligned step
+    assert weights[10:] == [0.0, 0.0]
+    assert sum(w > 0 for w in weights) == 10
+    # (S - (step - 1)) / S, the paper's linear decay on 1-based steps
+    assert weights[4] == pytest.approx(0.1 * (10 - 4) / 10)
+
+
+def test_constant_is_lambda0_until_stop_then_zero():
+    assert [alignment_weight(s, 0.3, 3, "constant") for s in (1, 2, 3, 4, 100)] == [0.3, 0.3, 0.3, 0.0, 0.0]
+
+
+def test_cosine_halfway_is_half():
+    assert alignment_weight(1, 1.0, 8, "cosine") == pytest.approx(1.0)
+    assert alignment_weight(5, 1.0, 8, "cosine") == pytest.approx(0.5)
+    assert alignment_weight(8, 1.0, 8, "cosine") == pytest.approx((1 + math.cos(math.pi * 7 / 8)) / 2)
+    assert alignment_weight(9, 1.0, 8, "cosine") == 0.0
+
+
+def test_is_a_pure_function_of_the_step():
+    # resumption is exact: the value depends on nothing but (step, config)
+    first = [alignment_weight(s, 0.1, 50, "linear") for s in range(1, 60)]
+    again = [alignment_weight(s, 0.1, 50, "linear") for s in range(1, 60)]
+    assert first == again
+
+
+def test_unknown_schedule_names_the_key():
+    with pytest.raises(ValueError, match="let.schedule='step'"):
+        alignment_weight(1, 0.1, 10, "step")

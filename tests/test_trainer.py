@@ -1,0 +1,113 @@
+"""End-to-end runs through ./run_train.sh on CPU ranks, checked through their logs and TensorBoard events."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ASSETS, let_lines, run_train, save_llama, tb_scalars
+
+LET_DEBUG = "train_configs/let_debug.toml"
+BASELINE_DEBUG = "train_configs/baseline_debug.toml"
+# short runs: every step logged, no validation, TensorBoard on for full-precision losses
+SHORT = ("--metrics.log_freq", "1", "--validation.no-enable", "--metrics.enable_tensorboard")
+
+
+def _run(tmp: Path, config: str, *args: str, ngpu: int = 1, env: dict | None = None):
+    result = run_train("--job.config_file", config, "--job.dump_folder", str(tmp), *SHORT, *args, ngpu=ngpu, env=env)
+    assert result.returncode == 0, result.stdout[-4000:]
+    return result.stdout
+
+
+def _losses(folder: Path) -> dict[int, float]:
+    return tb_scalars(folder, "loss_metrics/global_avg_loss")
+
+
+@pytest.mark.parametrize("ngpu", [1, 2])
+def test_alignment_runs_stop_steps_then_teacher_is_released(tmp_path, ngpu):
+    log = _run(tmp_path, LET_DEBUG, "--training.steps", "8", "--let.stop_step", "4", ngpu=ngpu)
+    lines = let_lines(log)
+    assert sorted(lines) == [1, 2, 3, 4]
+    for step, line in lines.items():
+        assert line["lambda"] == pytest.approx(0.1 * (4 - (step - 1)) / 4, abs=1e-5)
+        assert -1.0 <= line["cosine"] <= 1.0
+        assert line["alignment_loss"] == pytest.approx(-line["cosine"], abs=1e-4)
+    assert log.count("teacher released") == 1
+    lambdas = tb_scalars(tmp_path, "let/lambda")
+    assert [lambdas[s] for s in range(5, 9)] == [0.0] * 4
+    assert sorted(_losses(tmp_path)) == list(range(1, 9))
+    if ngpu == 2:
+        assert "Applied FSDP to the model" in log
+
+
+def test_disabled_let_matches_stock_torchtitan_trainer(tmp_path):
+    """With enable = false the loss sequence equals torchtitan's own Trainer (same platform module, same seed)."""
+    stock_module = tmp_path / "stock_train.py"
+    stock_module.write_text(
+        "import let_components  # noqa: F401\n"
+        "from let_components import platform\n"
+        "from torchtitan.train import Trainer\n"
+        "platform.main(Trainer)\n"
+    )
+    steps = ("--training.steps", "6")
+    log = _run(tmp_path / "let", BASELINE_DEBUG, *steps)
+    _run(tmp_path / "stock", BASELINE_DEBUG, *steps, env={"TRAIN_FILE": "stock_train", "PYTHONPATH": str(tmp_path)})
+    assert "[LET]" not in log
+    ours, stock = _losses(tmp_path / "let"), _losses(tmp_path / "stock")
+    assert sorted(ours) == list(range(1, 7))
+    assert ours.keys() == stock.keys()
+    for step in ours:
+        assert abs(ours[step] - stock[step]) <= 1e-6, (step, ours[step], stock[step])
+
+
+def test_resume_mid_alignment_reproduces_the_uninterrupted_run(tmp_path):
+    args = ("--training.steps", "8", "--let.stop_step", "6", "--checkpoint.enable", "--checkpoint.interval", "4")
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    _run(full, LET_DEBUG, *args)
+    shutil.copytree(full / "checkpoint" / "step-4", resumed / "checkpoint" / "step-4")
+    log = _run(resumed, LET_DEBUG, *args)
+    assert "Training starts at step 5" in log
+    assert sorted(let_lines(log)) == [5, 6]
+    for tag in ("loss_metrics/global_avg_loss", "let/alignment_loss"):
+        expected, got = tb_scalars(full, tag), tb_scalars(resumed, tag)
+        for step in got:
+            assert abs(expected[step] - got[step]) <= 1e-6, (tag, step, expected[step], got[step])
+    assert sorted(tb_scalars(resumed, "loss_metrics/global_avg_loss")) == [5, 6, 7, 8]
+
+
+def test_resume_after_stop_step_needs_no_teacher(tmp_path):
+    args = ("--training.steps", "4", "--let.stop_step", "2", "--checkpoint.enable", "--checkpoint.interval", "3")
+    teacher = tmp_path / "teacher"
+    shutil.copytree(ASSETS / "teacher_debug", teacher)
+    _run(tmp_path / "run", LET_DEBUG, "--let.teacher_path", str(teacher), *args)
+    shutil.rmtree(teacher)
+    shutil.rmtree(tmp_path / "run" / "checkpoint" / "step-4")
+    log = _run(tmp_path / "run", LET_DEBUG, "--let.teacher_path", str(teacher), *args)
+    assert "Training starts at step 4" in log
+    assert "teacher loaded" not in log
+
+
+def _small_vocab_teacher(tmp_path: Path) -> Path:
+    return save_llama(tmp_path / "small_vocab", ASSETS / "teacher_debug", vocab_size=256)
+
+
+BAD_INPUTS = {
+    "teacher missing": (("--let.teacher_path", "/nonexistent/teacher"), "let.teacher_path='/nonexistent/teacher'"),
+    "student layer out of range": (("--let.student_layer", "6"), "let.student_layer=6"),
+    "teacher layer out of range": (("--let.teacher_layer", "4"), "let.teacher_layer=4"),
+    "stop step beyond training": (("--training.steps", "10", "--let.stop_step", "11"), "let.stop_step=11"),
+    "unsupported parallelism": (("--parallelism.tensor_parallel_degree", "2"), "parallelism.tensor_parallel_degree=2"),
+    "vocab mismatch": (("--let.teacher_path", "{small_vocab}"), "model.hf_assets_path="),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_exits_nonzero_with_one_line_error(tmp_path, case):
+    args, expected = BAD_INPUTS[case]
+    if "{small_vocab}" in args:
+        args = tuple(a.format(small_vocab=_small_vocab_teacher(tmp_path)) for a in args)
+    result = run_train("--job.config_file", LET_DEBUG, "--job.dump_folder", str(tmp_path / "out"), *args)
+    assert result.returncode != 0
+    errors = [line for line in result.stdout.splitlines() if "[LET] configuration error:" in line]
+    assert len(errors) == 1, result.stdout[-3000:]
+    assert expected in errors[0]
+    assert "step:" not in result.stdout  # failed before training
