@@ -85,8 +85,8 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> None:
         )
     if not 0 <= let.student_layer < student_layers:
         raise LETConfigError(
-            f"let.student_layer={let.student_layer}: the student has {student_layers} blocks; use 0..{student_layers - 1} "
-            "(an early block, e.g. about a quarter of the depth)"
+            f"let.student_layer={let.student_layer}: the student has {student_layers} blocks; "
+            f"use 0..{student_layers - 1} (an early block, e.g. about a quarter of the depth)"
         )
     for key in ("pipeline_parallel_degree", "context_parallel_degree", "tensor_parallel_degree"):
         degree = getattr(parallelism, key)
@@ -96,4 +96,6 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> None:
                 "sequence and hidden state on one rank); use FSDP/HSDP (data_parallel_*_degree) or let.enable=false"
             )
     if not let.teacher_path:
-        raise LETConfigError("let.teacher_path is empty: set it to a Hugging Face model folder (config.json + safetensors)")
+        raise LETConfigError(
+            "let.teacher_path is empty: set it to a Hugging Face model folder (config.json + safetensors)"
+        )

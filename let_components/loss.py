@@ -4,7 +4,7 @@
 (compiled or not), as torchtitan's components/loss.py does for cross-entropy.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -53,7 +53,11 @@ class StudentArgs(TransformerModelArgs):
         teacher = teacher_config(let.teacher_path, job_config.job.dump_folder)
         self.vocab_size = teacher["vocab_size"]
         if let.enable and let.projection == "linear":
-            self.projection_dim = teacher["hidden_size"]
+            from .teacher import teacher_architecture
+
+            self.projection_dim = teacher_architecture(teacher, let.teacher_path).output_width(
+                teacher, let.teacher_layer
+            )
 
 
 def teacher_config(teacher_path: str, dump_folder: str) -> dict[str, Any]:

@@ -8,8 +8,8 @@ After stop_step the teacher is deleted and the step is torchtitan's own.
 import gc
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torchtitan.config import TORCH_DTYPE_MAP
@@ -172,8 +172,14 @@ def check_before_start(job_config: JobConfig) -> int:
     check_let_config(job_config, flavors[job_config.model.flavor].n_layers)
     resume_step = latest_checkpoint_step(job_config)
     config = teacher_config(let.teacher_path, job_config.job.dump_folder)
-    teacher_architecture(config, let.teacher_path)
+    architecture = teacher_architecture(config, let.teacher_path)
     resolve_layer(let.teacher_layer, config["num_hidden_layers"])
+    max_positions = architecture.max_positions(config)
+    if max_positions is not None and job_config.training.seq_len > max_positions:
+        raise LETConfigError(
+            f"training.seq_len={job_config.training.seq_len}: the teacher at let.teacher_path has learned positions "
+            f"for at most {max_positions} tokens; use training.seq_len <= {max_positions}"
+        )
     if resume_step < let.stop_step:
         check_teacher_weights(let.teacher_path)
     return resume_step

@@ -5,12 +5,13 @@
 
 import sys
 
+from torchtitan.tools.logging import init_logger, logger
+
 import let_components  # noqa: F401  (registers the student TrainSpec and datasets)
 from let_components import platform
 from let_components.config import LETConfigError
 from let_components.teacher import TeacherError
 from let_components.trainer import LETTrainer
-from torchtitan.tools.logging import init_logger, logger
 
 
 def main() -> None:

@@ -177,4 +177,17 @@ def convert_opt_state_dict(config: dict[str, Any], hf_state_dict: dict[str, torc
     return out
 
 
-register_teacher("opt", TeacherArchitecture(build=build_opt_teacher, convert_state_dict=convert_opt_state_dict))
+def _output_width(config: dict[str, Any], layer: int) -> int:
+    """The final state passes project_out (word_embed_proj_dim wide); block outputs are hidden_size wide."""
+    return (config.get("word_embed_proj_dim") or config["hidden_size"]) if layer == -1 else config["hidden_size"]
+
+
+register_teacher(
+    "opt",
+    TeacherArchitecture(
+        build=build_opt_teacher,
+        convert_state_dict=convert_opt_state_dict,
+        output_width=_output_width,
+        max_positions=lambda config: config["max_position_embeddings"],
+    ),
+)

@@ -3,8 +3,9 @@
 A new architecture is one module that calls `register_teacher` at import; the trainer never changes.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -40,6 +41,10 @@ class TeacherArchitecture:
     """Builds the module (called on the meta device) from config.json."""
     convert_state_dict: Callable[[dict[str, Any], dict[str, torch.Tensor]], dict[str, torch.Tensor]]
     """Maps HF safetensors keys/layouts to the module's state dict."""
+    output_width: Callable[[dict[str, Any], int], int] = lambda config, layer: config["hidden_size"]
+    """Width of the state returned for `teacher_layer` (OPT-350m's final state is word_embed_proj_dim wide)."""
+    max_positions: Callable[[dict[str, Any]], int | None] = lambda config: None
+    """Longest sequence the weights support (learned positions), None when there is no hard limit."""
 
 
 @dataclass(frozen=True)
