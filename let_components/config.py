@@ -44,6 +44,9 @@ class LET:
     """interpolate: teacher vector resized to the student width (the paper's, no parameters);
     linear: learned student->teacher map, cosine in teacher space."""
 
+    allow_tokenizer_mismatch: bool = False
+    """Train with a tokenizer that is not the teacher's (positions then no longer align token by token)."""
+
 
 @dataclass
 class JobConfig(TitanJobConfig):
@@ -52,6 +55,13 @@ class JobConfig(TitanJobConfig):
 
 class LETConfigError(ValueError):
     """A `[let]` (or related) setting that cannot work; raised before any expensive work starts."""
+
+
+def exclude_projection_from_float8(job_config: TitanJobConfig) -> None:
+    """The learned LET projection stays in high precision: float8 would quantise the alignment signal."""
+    float8 = job_config.quantize.linear.float8
+    if "let_projection" not in float8.filter_fqns:
+        float8.filter_fqns = [*float8.filter_fqns, "let_projection"]
 
 
 def latest_checkpoint_step(job_config: TitanJobConfig) -> int:

@@ -15,7 +15,6 @@ from torch import nn
 from torchtitan.components.loss import build_cross_entropy_loss
 from torchtitan.components.lr_scheduler import build_lr_schedulers
 from torchtitan.components.optimizer import build_optimizers
-from torchtitan.components.tokenizer import build_hf_tokenizer
 from torchtitan.components.validate import build_validator
 from torchtitan.config import JobConfig
 from torchtitan.distributed import ParallelDims
@@ -30,6 +29,7 @@ from torchtitan.tools.logging import logger
 
 from . import platform
 from .teacher.checkpoint import read_hf_config
+from .tokenizer import build_tokenizer
 
 SPEC_NAME = "let_llama"
 TEACHER_CONFIG_COPY = "let_teacher_config.json"
@@ -153,7 +153,7 @@ def get_train_spec() -> TrainSpec:
         build_optimizers_fn=build_optimizers,
         build_lr_schedulers_fn=build_lr_schedulers,
         build_dataloader_fn=build_text_dataloader,
-        build_tokenizer_fn=build_hf_tokenizer,
+        build_tokenizer_fn=build_tokenizer,
         build_loss_fn=build_cross_entropy_loss,
         build_validator_fn=build_validator,
         state_dict_adapter=StudentStateDictAdapter,

@@ -7,6 +7,7 @@ After stop_step the teacher is deleted and the step is torchtitan's own.
 
 import gc
 import json
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +21,20 @@ from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
 from . import platform
-from .config import JobConfig, LETConfigError, check_let_config, latest_checkpoint_step
+from .config import (
+    JobConfig,
+    LETConfigError,
+    check_let_config,
+    exclude_projection_from_float8,
+    latest_checkpoint_step,
+)
 from .loss import build_alignment_loss
 from .schedule import alignment_weight
 from .student import SPEC_NAME, TEACHER_CONFIG_COPY, teacher_config
 from .teacher import TeacherModel, TeacherOptions, load_teacher, teacher_architecture
 from .teacher.checkpoint import load_hf_state_dict
 from .teacher.registry import resolve_layer
+from .tokenizer import check_tokenizer
 
 
 class LETTrainer(Trainer):
@@ -37,12 +45,14 @@ class LETTrainer(Trainer):
         if self.let.enable:
             # every cheap check runs before torchtitan initialises distributed or builds anything
             self.resume_step = check_before_start(job_config)
+            exclude_projection_from_float8(job_config)
         super().__init__(job_config)
         self.teacher = None
+        self._teacher_unchecked = False
         self.alignment_weight = 0.0
         if not self.let.enable:
             return
-        self._check_vocabulary()
+        check_tokenizer(self.tokenizer, job_config, self.model_args.vocab_size)
         self.alignment_loss_fn = build_alignment_loss(job_config)
         self._alignment_sum = torch.zeros((), device=self.device)
         self._save_teacher_config()
@@ -79,6 +89,8 @@ class LETTrainer(Trainer):
         with self.train_context():
             with torch.no_grad():
                 teacher_hidden = self.teacher(inputs, extra_kwargs.get("attention_masks"))
+                if self._teacher_unchecked:
+                    self._log_teacher_loss(teacher_hidden, labels)
             with self.maybe_enable_amp:
                 pred, student_hidden = self.model_parts[0](
                     inputs, **extra_inputs, **extra_kwargs, capture_layer=self.let.student_layer
@@ -106,12 +118,28 @@ class LETTrainer(Trainer):
         teacher = load_teacher(self.let.teacher_path, self.device, dtype, options)
         if job_config.compile.enable and self.let.teacher_compile:
             teacher = torch.compile(teacher, backend=job_config.compile.backend)
+        self._teacher_unchecked = self.let.teacher_layer == -1
         logger.info(
             f"[LET] teacher loaded at step {self.step}: {sum(p.numel() for p in teacher.parameters()):,} "
             f"parameters, {dtype}, compile={job_config.compile.enable and self.let.teacher_compile}, "
             f"{time.perf_counter() - start:.1f}s"
         )
         return teacher
+
+    def _log_teacher_loss(self, teacher_hidden: torch.Tensor, labels: torch.Tensor) -> None:
+        """Once: the teacher's own LM loss on the first batch, so a wrong checkpoint or tokenizer shows at once."""
+        self._teacher_unchecked = False
+        logits = self.teacher.logits(teacher_hidden).float()
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100).item()
+        uniform = math.log(logits.shape[-1])
+        logger.info(
+            f"[LET] teacher sanity check: LM loss {loss:.3f} nats on the first batch (uniform guessing: {uniform:.3f})"
+        )
+        if not loss < uniform:
+            logger.warning(
+                f"[LET] the teacher at let.teacher_path='{self.let.teacher_path}' predicts the first batch no better "
+                "than chance: check the checkpoint and that model.hf_assets_path holds the teacher's tokenizer"
+            )
 
     def _release_teacher(self) -> None:
         self.teacher = None
@@ -121,18 +149,6 @@ class LETTrainer(Trainer):
         logger.info(f"[LET] alignment finished after step {self.let.stop_step}: teacher released")
 
     # ---- checks and logging ------------------------------------------------------------------------------
-
-    def _check_vocabulary(self) -> None:
-        """Every token id the tokenizer emits must index the teacher's (and student's) embedding."""
-        if self.tokenizer is None:
-            return
-        tokenizer_vocab = self.tokenizer.get_vocab_size()
-        if tokenizer_vocab > self.model_args.vocab_size:
-            raise LETConfigError(
-                f"model.hf_assets_path='{self.job_config.model.hf_assets_path}': tokenizer has {tokenizer_vocab} ids "
-                f"but the teacher at let.teacher_path has {self.model_args.vocab_size} embedding rows; train with "
-                "the teacher's tokenizer (set model.hf_assets_path to the teacher folder)"
-            )
 
     def _save_teacher_config(self) -> None:
         """Keep the teacher's shapes with the job, so a resume after stop_step needs no teacher folder."""

@@ -1,0 +1,109 @@
+"""Student tokenizers: the teacher's own, from tokenizer.json (HF) or a tiktoken BPE file (Llama 3).
+
+The student trains in the teacher's vocabulary (as in the paper), so token positions align one to one.
+"""
+
+import os
+from pathlib import Path
+
+from torchtitan.components.tokenizer import BaseTokenizer, HuggingFaceTokenizer
+from torchtitan.config import JobConfig
+
+from .config import LETConfigError
+
+# Llama 3's pre-tokenisation regex (from its tokenizer.py) and its count of reserved special tokens.
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+    r"|\s+(?!\S)|\s+"
+)
+LLAMA3_NUM_SPECIAL = 256
+TIKTOKEN_FILES = ("tokenizer.model", "original/tokenizer.model")
+
+
+class TiktokenTokenizer(BaseTokenizer):
+    """A tiktoken-format BPE file (`<base64 token> <rank>` lines) with Llama 3's special-token layout.
+
+    Special tokens follow the ranks: id n is <|begin_of_text|> (bos), n + 1 <|end_of_text|> (eos), then
+    reserved ones up to n + 256, as in Llama 3's own tokenizer.
+    """
+
+    def __init__(self, model_file: str | os.PathLike):
+        import tiktoken
+        from tiktoken.load import load_tiktoken_bpe
+
+        super().__init__()
+        ranks = load_tiktoken_bpe(str(model_file))
+        n = len(ranks)
+        names = ["<|begin_of_text|>", "<|end_of_text|>"]
+        names += [f"<|reserved_special_token_{i}|>" for i in range(LLAMA3_NUM_SPECIAL - len(names))]
+        self.special_tokens = {name: n + i for i, name in enumerate(names)}
+        self.model = tiktoken.Encoding(
+            name=Path(model_file).name, pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
+            special_tokens=self.special_tokens,
+        )
+        self.bos_id, self.eos_id = n, n + 1
+
+    def encode(self, text: str, add_bos: bool = True, add_eos: bool = True) -> list[int]:
+        ids = self.model.encode(text, disallowed_special=())
+        return [self.bos_id] * add_bos + ids + [self.eos_id] * add_eos
+
+    def decode(self, ids: list[int]) -> str:
+        return self.model.decode(ids)
+
+    def get_vocab_size(self) -> int:
+        return self.model.n_vocab
+
+    def get_vocab(self) -> dict[str, int]:
+        vocab = {token.decode("latin-1"): rank for token, rank in self.model._mergeable_ranks.items()}
+        return {**vocab, **self.special_tokens}
+
+
+def load_tokenizer(folder: str | os.PathLike) -> BaseTokenizer:
+    """tokenizer.json when present, else a tiktoken BPE file (tokenizer.model or original/tokenizer.model)."""
+    folder = Path(folder)
+    if (folder / "tokenizer.json").is_file():
+        tokenizer = HuggingFaceTokenizer(str(folder))
+        # GPT-2 style (Pythia, OPT): bos and eos are one string, and torchtitan then leaves eos_id unset.
+        config = tokenizer.config or {}
+        if tokenizer.eos_id is None and tokenizer.bos_id is not None and (
+            tokenizer._get_token_from_config(config, "eos_token") == tokenizer.bos_token
+        ):
+            tokenizer.eos_id, tokenizer.eos_token = tokenizer.bos_id, tokenizer.bos_token
+        return tokenizer
+    for name in TIKTOKEN_FILES:
+        if (folder / name).is_file():
+            return TiktokenTokenizer(folder / name)
+    raise LETConfigError(
+        f"model.hf_assets_path='{folder}': no tokenizer.json, tokenizer.model or original/tokenizer.model there"
+    )
+
+
+def build_tokenizer(job_config: JobConfig) -> BaseTokenizer:
+    """TrainSpec hook: the tokenizer in model.hf_assets_path (by default the teacher folder)."""
+    return load_tokenizer(job_config.model.hf_assets_path)
+
+
+def check_tokenizer(tokenizer: BaseTokenizer, job_config: JobConfig, teacher_vocab_size: int) -> None:
+    """Before training: every id the tokenizer emits indexes the teacher's embedding, and it IS the teacher's."""
+    let = job_config.let
+    if tokenizer.get_vocab_size() > teacher_vocab_size:
+        raise LETConfigError(
+            f"model.hf_assets_path='{job_config.model.hf_assets_path}': tokenizer has {tokenizer.get_vocab_size()} ids "
+            f"but the teacher at let.teacher_path has {teacher_vocab_size} embedding rows; train with the teacher's "
+            "tokenizer (model.hf_assets_path = let.teacher_path)"
+        )
+    if let.allow_tokenizer_mismatch:
+        return
+    try:
+        teacher_tokenizer = load_tokenizer(let.teacher_path)
+    except LETConfigError:
+        raise LETConfigError(
+            f"let.teacher_path='{let.teacher_path}': no tokenizer files to compare with model.hf_assets_path; add the "
+            "teacher's tokenizer there, or set let.allow_tokenizer_mismatch = true deliberately"
+        ) from None
+    if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise LETConfigError(
+            f"model.hf_assets_path='{job_config.model.hf_assets_path}': its tokenizer differs from the teacher's at "
+            f"let.teacher_path='{let.teacher_path}' (LET needs the same token ids); use the teacher's tokenizer or set "
+            "let.allow_tokenizer_mismatch = true deliberately"
+        )
