@@ -115,7 +115,8 @@ def run_phase_metrics(scalars: dict[str, dict[int, float]], steps: list[int]) ->
     """
     missing = [(metric, s) for metric in TAGS for s in steps if s not in scalars.get(metric, {})]
     if missing:
-        raise ValueError(f"steps {sorted({s for _, s in missing})} were not logged for {sorted({m for m, _ in missing})}")
+        steps_missing, metrics_missing = sorted({s for _, s in missing}), sorted({m for m, _ in missing})
+        raise ValueError(f"steps {steps_missing} were not logged for {metrics_missing}")
     metrics = {
         metric: statistics.median(scalars[metric][s] for s in steps)
         for metric in ("tokens_per_s", "step_ms", "mfu_pct")
@@ -432,7 +433,7 @@ def format_markdown(report: dict[str, Any]) -> str:
             f"Teacher forward alone: {teacher['ms_per_step']:.2f} ms/step (batch {teacher['local_batch_size']} x "
             f"{teacher['seq_len']}, {teacher['dtype']}, {'compiled' if teacher['compiled'] else 'eager'}, "
             f"{teacher['device']}; median of {teacher['iters']} after {teacher['warmup']} warm-up) = "
-            f"{100 * teacher['share_of_let_aligning_step']:.1f}% of a LET aligning step."
+            f"{100 * teacher['share_of_let_aligning_step']:.2f}% of a LET aligning step."
         )
     lines.append(f"Memory: {meta['memory_metric']}." + (f" {meta['mfu_note']}." if meta["mfu_note"] else ""))
     return "\n".join(lines) + "\n"
@@ -517,7 +518,10 @@ def hf_llama_state_dict(shape: TeacherShape, dtype: torch.dtype = torch.bfloat16
     def normal(*size: int) -> torch.Tensor:
         return (torch.randn(*size, generator=generator) * 0.02).to(dtype)
 
-    state_dict = {"model.embed_tokens.weight": normal(shape.vocab_size, d), "model.norm.weight": torch.ones(d, dtype=dtype)}
+    state_dict = {
+        "model.embed_tokens.weight": normal(shape.vocab_size, d),
+        "model.norm.weight": torch.ones(d, dtype=dtype),
+    }
     for i in range(shape.num_hidden_layers):
         prefix = f"model.layers.{i}."
         state_dict |= {

@@ -83,8 +83,13 @@ def build_tokenizer(job_config: JobConfig) -> BaseTokenizer:
     return load_tokenizer(job_config.model.hf_assets_path)
 
 
-def check_tokenizer(tokenizer: BaseTokenizer, job_config: JobConfig, teacher_vocab_size: int) -> None:
-    """Before training: every id the tokenizer emits indexes the teacher's embedding, and it IS the teacher's."""
+def check_tokenizer(
+    tokenizer: BaseTokenizer, job_config: JobConfig, teacher_vocab_size: int, teacher_needed: bool = True
+) -> None:
+    """Before training: every id the tokenizer emits indexes the teacher's embedding, and it IS the teacher's.
+
+    The second check reads the teacher folder, so it is skipped when the run resumes after stop_step.
+    """
     let = job_config.let
     if tokenizer.get_vocab_size() > teacher_vocab_size:
         raise LETConfigError(
@@ -92,7 +97,7 @@ def check_tokenizer(tokenizer: BaseTokenizer, job_config: JobConfig, teacher_voc
             f"but the teacher at let.teacher_path has {teacher_vocab_size} embedding rows; train with the teacher's "
             "tokenizer (model.hf_assets_path = let.teacher_path)"
         )
-    if let.allow_tokenizer_mismatch:
+    if let.allow_tokenizer_mismatch or not teacher_needed:
         return
     try:
         teacher_tokenizer = load_tokenizer(let.teacher_path)

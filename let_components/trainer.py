@@ -52,7 +52,8 @@ class LETTrainer(Trainer):
         self.alignment_weight = 0.0
         if not self.let.enable:
             return
-        check_tokenizer(self.tokenizer, job_config, self.model_args.vocab_size)
+        teacher_needed = self.resume_step < self.let.stop_step
+        check_tokenizer(self.tokenizer, job_config, self.model_args.vocab_size, teacher_needed)
         self.alignment_loss_fn = build_alignment_loss(job_config)
         self._alignment_sum = torch.zeros((), device=self.device)
         self._save_teacher_config()

@@ -58,7 +58,7 @@ def run_train(*args: str, ngpu: int = 1, env: dict | None = None, timeout: int =
 def let_lines(log: str) -> dict[int, dict[str, float]]:
     """step -> {lambda, alignment_loss, cosine} from the console's [LET] step lines."""
     number = r"([\d.e+-]+)"
-    pattern = re.compile(rf"\[LET\] step:\s*(\d+)\s+lambda: {number}\s+alignment_loss: {number}\s+cosine: {number}")
+    pattern = re.compile(rf"\[LET\] step:\s*(\d+)\s+lambda:\s*{number}\s+alignment_loss:\s*{number}\s+cosine:\s*{number}")
     return {int(m[1]): {"lambda": float(m[2]), "alignment_loss": float(m[3]), "cosine": float(m[4])}
             for m in pattern.finditer(log)}
 

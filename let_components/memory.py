@@ -1,0 +1,165 @@
+"""Per-GPU memory of a LET run under FSDP2, computed from shapes (not measured): does a student fit?
+
+Parameter counts come from the real modules built on the meta device (no memory, no formula drift); the
+activation terms use the standard per-layer formula of Korthikanti et al. 2022 ("Reducing Activation
+Recomputation in Large Transformer Models"): s*b*h*(34 + 5*a*s/h) bytes per block in 16-bit. The 5*a*s/h
+part is the stored s x s attention scores; SDPA/flash attention never stores them, so it is left out.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torchtitan.models.llama3.model.args import TransformerModelArgs
+
+from .student import Student, StudentArgs, ffn_hidden_dim, student_args
+from .teacher.llama import build_llama_teacher
+from .teacher.registry import TeacherOptions
+
+GIB = 2**30
+LET_ITEMS = ("teacher", "alignment")
+"""Rows (by name prefix) that a baseline run does not have: all freed after stop_step."""
+
+
+@dataclass
+class ParameterCount:
+    total: int
+    embedding: int
+    output: int
+    per_block: int
+    blocks: int
+
+    @property
+    def largest_fsdp_group(self) -> int:
+        """torchtitan shards embeddings, each block, and norm + output as separate FSDP2 groups."""
+        return max(self.embedding, self.output, self.per_block)
+
+
+def student_parameters(args: StudentArgs) -> ParameterCount:
+    with torch.device("meta"):
+        model = Student(args)
+    block = next(iter(model.layers.values()))
+    return ParameterCount(
+        total=sum(p.numel() for p in model.parameters()),
+        embedding=model.tok_embeddings.weight.numel(),
+        output=model.output.weight.numel(),
+        per_block=sum(p.numel() for p in block.parameters()),
+        blocks=len(model.layers),
+    )
+
+
+def teacher_parameters(config: dict[str, Any]) -> int:
+    """Parameters of an HF Llama teacher as LET loads it (tied checkpoints have no separate LM head)."""
+    with torch.device("meta"):
+        model = build_llama_teacher(config, TeacherOptions())
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass
+class MemorySetup:
+    gpus: int = 8
+    """FSDP2 shards the fp32 master weights, gradients and AdamW states this many ways."""
+    gpu_capacity_gib: float = 79.1
+    """An 80 GB H100/A100 reports about 79.1 GiB to torch."""
+    seq_len: int = 2048
+    overhead_gib: float = 3.0
+    """CUDA context, NCCL buffers and allocator fragmentation: an assumption, not derived."""
+
+
+@dataclass
+class MemoryItem:
+    name: str
+    formula: str
+    gib: dict[int, float]
+    """local batch size -> GiB per GPU."""
+
+
+def estimate_memory(
+    student: TransformerModelArgs, teacher_config: dict[str, Any], setup: MemorySetup, batch_sizes: tuple[int, ...]
+) -> list[MemoryItem]:
+    """Per-GPU memory of LET while aligning (the costly phase), full activation checkpointing, bf16 compute."""
+    params = student_parameters(student)
+    teacher_params = teacher_parameters(teacher_config)
+    n, s, d, layers, vocab = setup.gpus, setup.seq_len, student.dim, student.n_layers, student.vocab_size
+    d_t, ffn_t = teacher_config["hidden_size"], teacher_config["intermediate_size"]
+    p = params.total
+
+    def constant(value: float) -> dict[int, float]:
+        return {b: value / GIB for b in batch_sizes}
+
+    def per_batch(bytes_per_sample: float) -> dict[int, float]:
+        return {b: b * bytes_per_sample / GIB for b in batch_sizes}
+
+    items = [
+        MemoryItem("student fp32 master weights, sharded", "4 P / N", constant(4 * p / n)),
+        MemoryItem("student fp32 gradients, sharded", "4 P / N (FSDP2 reduces in fp32)", constant(4 * p / n)),
+        MemoryItem("AdamW exp_avg + exp_avg_sq fp32, sharded", "8 P / N", constant(8 * p / n)),
+        MemoryItem(
+            "FSDP2 unsharded group + prefetched block",
+            "G (2 + 2 + 4) + 2 P_block (G = largest group: bf16 weight, bf16 grad, fp32 reduce-scatter copy)",
+            constant(params.largest_fsdp_group * 8 + 2 * params.per_block),
+        ),
+        MemoryItem("teacher weights bf16, replicated", "2 P_T", constant(2 * teacher_params)),
+        MemoryItem(
+            "teacher forward working set (no grad)", "2 b s (2 h_T + 3 ffn_T)", per_batch(2 * s * (2 * d_t + 3 * ffn_t))
+        ),
+        MemoryItem("full AC: saved block inputs bf16", "2 L b s h", per_batch(2 * layers * s * d)),
+        MemoryItem("full AC: one block recomputed in backward", "34 b s h (Korthikanti, SDPA)", per_batch(34 * s * d)),
+        MemoryItem("logits + cross-entropy", "10 b s V (bf16 logits, fp32 copy, fp32 grad)", per_batch(10 * s * vocab)),
+        MemoryItem(
+            "alignment term", "b s (2 h_T + 12 h) (teacher bf16, 3 fp32 width-h copies)",
+            per_batch(s * (2 * d_t + 12 * d)),
+        ),
+        MemoryItem("CUDA context, NCCL, fragmentation (assumed)", "constant", constant(setup.overhead_gib * GIB)),
+    ]
+    return items
+
+
+def total(items: list[MemoryItem]) -> dict[int, float]:
+    batch_sizes = items[0].gib.keys()
+    return {b: sum(item.gib[b] for item in items) for b in batch_sizes}
+
+
+def llama_3_2_1b_config() -> dict[str, Any]:
+    """config.json numbers of Llama-3.2-1B, the paper's teacher for the 7B student."""
+    from .benchmark import TEACHER_SHAPES
+
+    return TEACHER_SHAPES["llama-3.2-1b"].hf_config()
+
+
+def format_7b_estimate(setup: MemorySetup = MemorySetup(), batch_sizes: tuple[int, ...] = (1, 2)) -> str:
+    """Markdown: parameter counts and the per-GPU memory table of the 7B student with a Llama-3.2-1B teacher."""
+    teacher_config = llama_3_2_1b_config()
+    student = dataclasses.replace(student_args["7B"], vocab_size=teacher_config["vocab_size"])
+    params = student_parameters(student)
+    items = estimate_memory(student, teacher_config, setup, batch_sizes)
+    sums = total(items)
+    columns = " | ".join(f"b={b} GiB" for b in batch_sizes)
+    lines = [
+        f"7B student (dim {student.dim}, {student.n_layers} blocks, {student.n_heads} heads, SwiGLU "
+        f"{ffn_hidden_dim(student)}, vocab {student.vocab_size}): P = {params.total:,} parameters "
+        f"(embedding {params.embedding:,}, output {params.output:,}, {params.blocks} x {params.per_block:,} per block)",
+        f"Teacher Llama-3.2-1B (tied embeddings): P_T = {teacher_parameters(teacher_config):,} parameters",
+        f"FSDP2 over N = {setup.gpus} GPUs, bf16 compute (mixed precision), fp32 master weights, full activation "
+        f"checkpointing, seq_len s = {setup.seq_len}, local batch b; computed from shapes, not measured.",
+        "",
+        f"| per GPU | formula (bytes) | {columns} |",
+        f"|---|---|{'---:|' * len(batch_sizes)}",
+    ]
+    for item in items:
+        values = " | ".join(f"{item.gib[b]:.2f}" for b in batch_sizes)
+        lines.append(f"| {item.name} | {item.formula} | {values} |")
+    lines.append(f"| **total** | | {' | '.join(f'**{sums[b]:.1f}**' for b in batch_sizes)} |")
+    let_only = [item for item in items if item.name.startswith(LET_ITEMS)]
+    lines.append(
+        "| of which LET adds while aligning (teacher + alignment rows) | | "
+        + " | ".join(f"{sum(item.gib[b] for item in let_only):.2f}" for b in batch_sizes)
+        + " |"
+    )
+    lines.append(
+        f"| headroom on an 80 GB GPU ({setup.gpu_capacity_gib} GiB) | | "
+        + " | ".join(f"{setup.gpu_capacity_gib - sums[b]:.1f}" for b in batch_sizes)
+        + " |"
+    )
+    return "\n".join(lines) + "\n"
