@@ -57,8 +57,8 @@ def run_train(*args: str, ngpu: int = 1, env: dict | None = None, timeout: int =
 
 def let_lines(log: str) -> dict[int, dict[str, float]]:
     """step -> {lambda, alignment_loss, cosine} from the console's [LET] step lines."""
-    number = r"([\d.e+-]+)"
-    pattern = re.compile(rf"\[LET\] step:\s*(\d+)\s+lambda:\s*{number}\s+alignment_loss:\s*{number}\s+cosine:\s*{number}")
+    number = r":\s*([\d.e+-]+)\s*"
+    pattern = re.compile(rf"\[LET\] step{number}lambda{number}alignment_loss{number}cosine{number}")
     return {int(m[1]): {"lambda": float(m[2]), "alignment_loss": float(m[3]), "cosine": float(m[4])}
             for m in pattern.finditer(log)}
 
@@ -79,3 +79,32 @@ def tb_scalars(folder: Path, tag: str) -> dict[int, float]:
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable
+
+
+def save_tiny_teacher(folder: Path, model_type: str, gpt2_style_tokenizer: bool = False) -> Path:
+    """A random teacher of one architecture in the project tokenizer's 4096-token vocabulary, with that tokenizer.
+
+    gpt2_style_tokenizer: bos and eos are the same token, as in Pythia's and OPT's tokenizers.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    shapes = {
+        "llama": dict(hidden_size=64, intermediate_size=160, num_attention_heads=4, num_key_value_heads=2,
+                      tie_word_embeddings=True),
+        "gpt_neox": dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, rotary_pct=0.25),
+        "opt": dict(hidden_size=64, ffn_dim=128, num_attention_heads=4, word_embed_proj_dim=64),
+    }
+    config = AutoConfig.for_model(
+        model_type, vocab_size=4096, num_hidden_layers=2, max_position_embeddings=512, **shapes[model_type]
+    )
+    AutoModelForCausalLM.from_config(config).eval().save_pretrained(folder)
+    tokenizer = ASSETS / "tokenizer"
+    for name in ("tokenizer.json", "special_tokens_map.json"):
+        shutil.copy(tokenizer / name, folder / name)
+    tokenizer_config = json.loads((tokenizer / "tokenizer_config.json").read_text())
+    if gpt2_style_tokenizer:
+        tokenizer_config["bos_token"] = tokenizer_config["eos_token"]
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    return folder

@@ -4,7 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ASSETS, let_lines, run_train, save_llama, tb_scalars
+from conftest import ASSETS, let_lines, run_train, save_llama, save_tiny_teacher, tb_scalars
 
 LET_DEBUG = "train_configs/let_debug.toml"
 BASELINE_DEBUG = "train_configs/baseline_debug.toml"
@@ -111,3 +111,15 @@ def test_bad_input_exits_nonzero_with_one_line_error(tmp_path, case):
     assert len(errors) == 1, result.stdout[-3000:]
     assert expected in errors[0]
     assert "step:" not in result.stdout  # failed before training
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt_neox", "opt"])
+def test_each_teacher_architecture_swaps_in_from_the_command_line(tmp_path, model_type):
+    teacher = save_tiny_teacher(tmp_path / model_type, model_type, gpt2_style_tokenizer=model_type != "llama")
+    log = _run(
+        tmp_path / "run", LET_DEBUG, "--training.steps", "3", "--let.stop_step", "2",
+        "--let.teacher_path", str(teacher), "--model.hf_assets_path", str(teacher),
+    )
+    assert sorted(let_lines(log)) == [1, 2]
+    assert "teacher sanity check: LM loss" in log
+    assert "teacher released" in log

@@ -1,0 +1,64 @@
+"""The shipped TOML configs and the `[let]` section's checks."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from torchtitan.config import ConfigManager
+
+from let_components.config import LETConfigError, check_let_config, latest_checkpoint_step
+from let_components.student import student_args
+
+CONFIGS = Path(__file__).resolve().parent.parent / "train_configs"
+PAIRS = [("let_debug", "baseline_debug"), ("let_1.4b", "baseline_1.4b"), ("let_7b", "baseline_7b")]
+
+
+def _parse(name: str, *args: str):
+    return ConfigManager().parse_args(["--job.config_file", str(CONFIGS / f"{name}.toml"), *args])
+
+
+@pytest.mark.parametrize("let_name, baseline_name", PAIRS)
+def test_baseline_differs_from_its_let_config_only_by_enable_and_dump_folder(let_name, baseline_name):
+    let, baseline = (tomllib.loads((CONFIGS / f"{n}.toml").read_text()) for n in (let_name, baseline_name))
+    assert let["let"].pop("enable") is True and baseline["let"].pop("enable") is False
+    for config in (let, baseline):
+        config["job"].pop("dump_folder")
+        config["job"].pop("description")
+    assert let == baseline
+
+
+@pytest.mark.parametrize("name", ["let_debug", "let_1.4b", "let_7b"])
+def test_let_configs_state_layer_and_stop_step_and_pass_the_checks(name):
+    raw = tomllib.loads((CONFIGS / f"{name}.toml").read_text())["let"]
+    assert {"student_layer", "stop_step"} <= raw.keys()
+    job_config = _parse(name)
+    flavor = student_args[job_config.model.flavor]
+    check_let_config(job_config, flavor.n_layers)
+    # an EARLY block (L2E) and about 20% of training
+    assert job_config.let.student_layer < flavor.n_layers // 2
+    assert job_config.let.stop_step == job_config.training.steps // 5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--let.lambda_0", "-1"), "let.lambda_0=-1"),
+        (("--let.stop_step", "0"), "let.stop_step=0"),
+        (("--let.student_layer", "-1"), "let.student_layer=-1"),
+        (("--parallelism.pipeline_parallel_degree", "2"), "parallelism.pipeline_parallel_degree=2"),
+        (("--parallelism.context_parallel_degree", "2"), "parallelism.context_parallel_degree=2"),
+        (("--let.teacher_path", ""), "let.teacher_path is empty"),
+    ],
+)
+def test_bad_values_raise_one_line_errors_naming_the_key(args, message):
+    with pytest.raises(LETConfigError, match=message) as error:
+        check_let_config(_parse("let_debug", *args), 6)
+    assert "\n" not in str(error.value)
+
+
+def test_resume_step_is_read_from_checkpoint_folders(tmp_path):
+    job_config = _parse("let_debug", "--job.dump_folder", str(tmp_path), "--checkpoint.enable")
+    assert latest_checkpoint_step(job_config) == 0
+    for step in (4, 12, 8):
+        (tmp_path / "checkpoint" / f"step-{step}").mkdir(parents=True)
+    assert latest_checkpoint_step(job_config) == 12
