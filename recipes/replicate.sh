@@ -1,0 +1,40 @@
+#!/usr/bin/bash
+# The small-scale LET replication of docs/results.md, end to end, in one command (about 90 minutes on 2 CPU cores):
+#   bash recipes/replicate.sh               # data, teacher, baseline + LET x 2 seeds, comparison
+#   EXTRA=1 bash recipes/replicate.sh       # also lambda_0 in {0.01, 1.0} and the L2L layer choice (seed 0)
+# Finished steps are skipped when their outputs exist, so an interrupted run resumes where it stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=outputs/replication
+SEEDS=${SEEDS:-"0 1"}
+
+python -m recipes.build_replication_data --out "$OUT/data" --install
+
+if [ ! -f "$OUT/teacher/model.safetensors" ]; then
+  ./run_train.sh --job.config_file train_configs/replication_teacher.toml
+  python -m recipes.export_hf --checkpoint "$OUT/teacher_run/checkpoint/step-1500" --flavor debug_teacher \
+    --tokenizer assets/tokenizer --out "$OUT/teacher"
+fi
+
+run() {  # run NAME CONFIG [extra args]: one student run into $OUT/NAME, skipped when it finished before
+  local name=$1 config=$2
+  shift 2
+  if ! grep -qs "Training completed" "$OUT/$name.log"; then
+    rm -rf "${OUT:?}/$name"
+    ./run_train.sh --job.config_file "$config" --job.dump_folder "$OUT/$name" "$@" 2>&1 | tee "$OUT/$name.log"
+  fi
+}
+
+for seed in $SEEDS; do
+  run "baseline_s$seed" train_configs/replication_baseline.toml --debug.seed "$seed"
+  run "let_s$seed" train_configs/replication_let.toml --debug.seed "$seed"
+done
+COMPARE=(--let "LET=$(printf "$OUT/let_s%s," $SEEDS | sed 's/,$//')")
+if [ "${EXTRA:-0}" = 1 ]; then
+  run let_lambda0.01_s0 train_configs/replication_let.toml --debug.seed 0 --let.lambda_0 0.01
+  run let_lambda1.0_s0 train_configs/replication_let.toml --debug.seed 0 --let.lambda_0 1.0
+  run let_L2L_s0 train_configs/replication_let.toml --debug.seed 0 --let.student_layer 5
+  COMPARE+=(--let "lambda0=0.01=$OUT/let_lambda0.01_s0" "lambda0=1.0=$OUT/let_lambda1.0_s0" "L2L=$OUT/let_L2L_s0")
+fi
+
+python -m recipes.compare --baseline $(printf "$OUT/baseline_s%s " $SEEDS) "${COMPARE[@]}" --out "$OUT/compare"
