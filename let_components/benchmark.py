@@ -339,10 +339,13 @@ def run_metadata(spec: BenchmarkSpec) -> dict[str, Any]:
 def run_benchmark(spec: BenchmarkSpec) -> dict[str, Any]:
     """Alternate baseline and LET runs, then aggregate; the report is a JSON-ready dict."""
     measured = phase_steps(spec.steps, spec.stop_step, spec.warmup)
-    meta = run_metadata(spec)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    load_before = os.getloadavg()[0]
     runs = [
         measure_run(spec, config, repeat, measured) for repeat in range(1, spec.repeats + 1) for config in CONFIGS
     ]
+    # only now: asking CUDA for the device name would hold a CUDA context beside every training run
+    meta = {**run_metadata(spec), "date": started, "load_average_1min": load_before}
     meta["load_average_1min_after"] = os.getloadavg()[0]
     results = aggregate(runs)
     report: dict[str, Any] = {

@@ -29,12 +29,12 @@ for seed in $SEEDS; do
   run "baseline_s$seed" train_configs/replication_baseline.toml --debug.seed "$seed"
   run "let_s$seed" train_configs/replication_let.toml --debug.seed "$seed"
 done
-COMPARE=(--let "LET=$(printf "$OUT/let_s%s," $SEEDS | sed 's/,$//')")
+LET_RUNS=("LET=$(printf "$OUT/let_s%s," $SEEDS | sed 's/,$//')")
 if [ "${EXTRA:-0}" = 1 ]; then
   run let_lambda0.01_s0 train_configs/replication_let.toml --debug.seed 0 --let.lambda_0 0.01
   run let_lambda1.0_s0 train_configs/replication_let.toml --debug.seed 0 --let.lambda_0 1.0
   run let_L2L_s0 train_configs/replication_let.toml --debug.seed 0 --let.student_layer 5
-  COMPARE+=(--let "lambda0=0.01=$OUT/let_lambda0.01_s0" "lambda0=1.0=$OUT/let_lambda1.0_s0" "L2L=$OUT/let_L2L_s0")
+  LET_RUNS+=("lambda_0.01=$OUT/let_lambda0.01_s0" "lambda_1.0=$OUT/let_lambda1.0_s0" "L2L=$OUT/let_L2L_s0")
 fi
 
-python -m recipes.compare --baseline $(printf "$OUT/baseline_s%s " $SEEDS) "${COMPARE[@]}" --out "$OUT/compare"
+python -m recipes.compare --baseline $(printf "$OUT/baseline_s%s " $SEEDS) --let "${LET_RUNS[@]}" --out "$OUT/compare"
