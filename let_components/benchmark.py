@@ -39,7 +39,12 @@ TAGS = {
     "step_ms": "time_metrics/end_to_end(s)",
     "mfu_pct": "mfu(%)",
     "peak_memory_gib": "memory/max_reserved(GiB)",
+    "peak_active_gib": "memory/max_active(GiB)",
 }
+# per-step peaks: a run's figure is their max, not their median
+MEMORY_METRICS = ("peak_memory_gib", "peak_active_gib")
+# environment that changes what is measured: thread count, device choice
+RECORDED_ENV = ("OMP_NUM_THREADS", "NGPU", "CUDA_VISIBLE_DEVICES")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -118,11 +123,10 @@ def run_phase_metrics(scalars: dict[str, dict[int, float]], steps: list[int]) ->
         steps_missing, metrics_missing = sorted({s for _, s in missing}), sorted({m for m, _ in missing})
         raise ValueError(f"steps {steps_missing} were not logged for {metrics_missing}")
     metrics = {
-        metric: statistics.median(scalars[metric][s] for s in steps)
-        for metric in ("tokens_per_s", "step_ms", "mfu_pct")
+        metric: (max if metric in MEMORY_METRICS else statistics.median)(scalars[metric][s] for s in steps)
+        for metric in TAGS
     }
     metrics["step_ms"] *= 1000.0
-    metrics["peak_memory_gib"] = max(scalars["peak_memory_gib"][s] for s in steps)
     return metrics
 
 
@@ -159,13 +163,14 @@ def delta(let: Spread, baseline: Spread) -> Comparison:
 
 
 def compare(results: dict[str, dict[str, dict[str, Spread]]]) -> dict[str, dict[str, Comparison]]:
-    """phase -> {tokens_per_s ratio, step_ms ratio, peak memory delta (GiB)} of LET against baseline."""
+    """phase -> tokens/s and step-time ratios, peak reserved and active memory deltas (GiB), LET vs baseline."""
     let, baseline = results["let"], results["baseline"]
     return {
         phase: {
             "tokens_per_s_ratio": ratio(let[phase]["tokens_per_s"], baseline[phase]["tokens_per_s"]),
             "step_ms_ratio": ratio(let[phase]["step_ms"], baseline[phase]["step_ms"]),
             "peak_memory_delta_gib": delta(let[phase]["peak_memory_gib"], baseline[phase]["peak_memory_gib"]),
+            "peak_active_delta_gib": delta(let[phase]["peak_active_gib"], baseline[phase]["peak_active_gib"]),
         }
         for phase in PHASES
     }
@@ -176,8 +181,8 @@ def compare(results: dict[str, dict[str, dict[str, Spread]]]) -> dict[str, dict[
 
 def train_args(spec: BenchmarkSpec, config: str, dump_folder: Path) -> list[str]:
     """run_train.sh arguments of one run; the measurement flags come last so extra args cannot undo them."""
-    config_file = spec.let_config if config == "let" else spec.baseline_config
-    args = ["--job.config_file", config_file, "--job.dump_folder", str(dump_folder), *spec.extra_args]
+    config_file = Path(spec.let_config if config == "let" else spec.baseline_config).resolve()
+    args = ["--job.config_file", str(config_file), "--job.dump_folder", str(dump_folder), *spec.extra_args]
     args += [*MEASURE_ARGS, "--training.steps", str(spec.steps)]
     if config == "let":
         args += ["--let.stop_step", str(spec.stop_step)]
@@ -217,7 +222,8 @@ def read_scalars(folder: Path) -> dict[str, dict[int, float]]:
 
 
 def measure_run(spec: BenchmarkSpec, config: str, repeat: int, measured: dict[str, list[int]]) -> dict[str, Any]:
-    dump_folder = Path(spec.out) / "runs" / f"{config}_{repeat}"
+    # absolute: run_train.sh runs in the repository root, this process may not
+    dump_folder = Path(spec.out).resolve() / "runs" / f"{config}_{repeat}"
     shutil.rmtree(dump_folder, ignore_errors=True)  # stale events of an earlier benchmark would mix in
     dump_folder.mkdir(parents=True)
     log_file = dump_folder / "train.log"
@@ -261,22 +267,16 @@ def parse_job_config(config_file: str, extra_args: list[str]):
 def time_teacher(job_config, iters: int = 20, warmup: int = 3) -> TeacherTiming:
     """Median time of the teacher forward on one local batch, with the trainer's dtype and compile policy.
 
-    Same choices as LETTrainer._load_teacher: float32 on CPU, let.teacher_dtype (bf16) on an accelerator, and
-    torch.compile where the student is compiled and let.teacher_compile is set. GPU time is read with CUDA
+    The teacher is built by the trainer's own `build_teacher` (dtype and compile policy). GPU time is read with CUDA
     events (the host returns before the kernels finish); CPU time with perf_counter.
     """
-    from torchtitan.config import TORCH_DTYPE_MAP
+    from .trainer import build_teacher, teacher_compiled
 
-    from .teacher import TeacherOptions, load_teacher
-
-    let, training = job_config.let, job_config.training
-    on_cpu = platform.on_cpu()
-    device = torch.device("cpu") if on_cpu else torch.accelerator.current_accelerator()
-    dtype = torch.float32 if on_cpu else TORCH_DTYPE_MAP[let.teacher_dtype]
-    options = TeacherOptions(layer=let.teacher_layer, max_seq_len=training.seq_len)
-    teacher = load_teacher(let.teacher_path, device, dtype, options)
-    compiled = job_config.compile.enable and let.teacher_compile
-    forward = torch.compile(teacher, backend=job_config.compile.backend) if compiled else teacher
+    training = job_config.training
+    device = torch.device("cpu") if platform.on_cpu() else torch.accelerator.current_accelerator()
+    forward = build_teacher(job_config, device)
+    teacher = getattr(forward, "_orig_mod", forward)
+    dtype = next(teacher.parameters()).dtype
     tokens = torch.randint(0, teacher.vocab_size, (training.local_batch_size, training.seq_len), device=device)
     times_ms = []
     with torch.no_grad():
@@ -299,7 +299,7 @@ def time_teacher(job_config, iters: int = 20, warmup: int = 3) -> TeacherTiming:
         torch.cuda.empty_cache()
     return TeacherTiming(
         statistics.median(times_ms), training.local_batch_size, training.seq_len, str(dtype).removeprefix("torch."),
-        compiled, device.type, iters, warmup,
+        teacher_compiled(job_config), device.type, iters, warmup,
     )
 
 
@@ -327,10 +327,13 @@ def run_metadata(spec: BenchmarkSpec) -> dict[str, Any]:
         "torch": torch.__version__,
         "torchtitan": importlib.metadata.version("torchtitan"),
         "command": spec.command,
+        "env": {key: os.environ[key] for key in RECORDED_ENV if key in os.environ},
         "load_average_1min": os.getloadavg()[0],
         "memory_metric": (
-            "process peak RSS (torchtitan's memory metric on CPU; never resets, so 'after' includes the aligning peak)"
-            if on_cpu else "torch.cuda max reserved memory, reset at every logged step"
+            "process peak RSS in both memory columns (torchtitan's memory metric on CPU; it never resets, so 'after' "
+            "includes the aligning peak)"
+            if on_cpu else "torch.cuda peak reserved (held by the caching allocator, so it keeps blocks cached by "
+            "earlier steps) and peak active (allocated tensors) memory, reset at every logged step"
         ),
         "mfu_note": "MFU on CPU is against torchtitan's A100 fallback peak and means nothing" if on_cpu else "",
     }
@@ -338,6 +341,8 @@ def run_metadata(spec: BenchmarkSpec) -> dict[str, Any]:
 
 def run_benchmark(spec: BenchmarkSpec) -> dict[str, Any]:
     """Alternate baseline and LET runs, then aggregate; the report is a JSON-ready dict."""
+    if spec.repeats < 1 or spec.warmup < 0:
+        raise ValueError(f"repeats={spec.repeats}, warmup={spec.warmup}: need repeats >= 1 and warmup >= 0")
     measured = phase_steps(spec.steps, spec.stop_step, spec.warmup)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = os.getloadavg()[0]
@@ -391,7 +396,13 @@ def _comparison(c: dict[str, Any], fmt: str) -> str:
 
 
 def _step_range(steps: list[int]) -> str:
+    if not steps:
+        return "none"
     return f"{steps[0]}-{steps[-1]}" if len(steps) > 1 else str(steps[0])
+
+
+def _env_prefix(meta: dict[str, Any]) -> str:
+    return "".join(f"{key}={value} " for key, value in meta.get("env", {}).items())
 
 
 def format_markdown(report: dict[str, Any]) -> str:
@@ -400,17 +411,17 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"### LET vs baseline throughput{': ' + report['label'] if report['label'] else ''}",
         "",
         f"- device: {meta['device']}; torch {meta['torch']}; torchtitan {meta['torchtitan']}; {meta['date']}",
-        f"- command: `{meta['command']}`" if meta["command"] else "- command: (library call)",
+        f"- command: `{_env_prefix(meta)}{meta['command']}`" if meta["command"] else "- command: (library call)",
         f"- baseline `{spec['baseline_config']}`, LET `{spec['let_config']}`"
         + (f", both with `{' '.join(spec['extra_args'])}`" if spec["extra_args"] else ""),
-        f"- {spec['steps']} steps per run, LET stop_step {spec['stop_step']}; steps 1-{spec['warmup']} and step "
-        f"{spec['stop_step'] + 1} (teacher freed) are not measured; {spec['repeats']} repeats, baseline and LET "
-        "alternating",
+        f"- {spec['steps']} steps per run, LET stop_step {spec['stop_step']}; warm-up step(s) "
+        f"{_step_range(list(range(1, spec['warmup'] + 1)))} and step {spec['stop_step'] + 1} (teacher freed) are not "
+        f"measured; {spec['repeats']} repeat(s), baseline and LET alternating",
         "- per run: median over its measured steps (peak memory: max); shown: mean (min..max) over repeats",
         f"- 1-min load average {meta['load_average_1min']:.2f} before, {meta['load_average_1min_after']:.2f} after",
         "",
-        "| config | phase (steps) | tokens/s | step ms | MFU % | peak memory GiB |",
-        "|---|---|---:|---:|---:|---:|",
+        "| config | phase (steps) | tokens/s | step ms | MFU % | peak reserved GiB | peak active GiB |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for config in CONFIGS:
         for phase in PHASES:
@@ -418,14 +429,16 @@ def format_markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {'LET' if config == 'let' else config} | {phase} ({_step_range(measured[phase])}) "
                 f"| {_with_range(r['tokens_per_s'], ',.0f')} | {_with_range(r['step_ms'], '.1f')} "
-                f"| {_with_range(r['mfu_pct'], '.2f')} | {_with_range(r['peak_memory_gib'], '.2f')} |"
+                f"| {_with_range(r['mfu_pct'], '.2f')} | {_with_range(r['peak_memory_gib'], '.2f')} "
+                f"| {_with_range(r['peak_active_gib'], '.2f')} |"
             )
     lines += ["", "| LET / baseline | aligning | after |", "|---|---:|---:|"]
     comparison = report["comparison"]
     for key, name, fmt in (
         ("tokens_per_s_ratio", "tokens/s ratio", ".3f"),
         ("step_ms_ratio", "step time ratio", ".3f"),
-        ("peak_memory_delta_gib", "peak memory delta GiB", "+.2f"),
+        ("peak_memory_delta_gib", "peak reserved memory delta GiB", "+.2f"),
+        ("peak_active_delta_gib", "peak active memory delta GiB", "+.2f"),
     ):
         lines.append(f"| {name} | {_comparison(comparison['aligning'][key], fmt)} "
                      f"| {_comparison(comparison['after'][key], fmt)} |")

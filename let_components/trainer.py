@@ -109,20 +109,11 @@ class LETTrainer(Trainer):
 
     def _load_teacher(self) -> TeacherModel:
         start = time.perf_counter()
-        job_config = self.job_config
-        dtype = torch.float32 if platform.on_cpu() else TORCH_DTYPE_MAP[self.let.teacher_dtype]
-        options = TeacherOptions(
-            layer=self.let.teacher_layer,
-            max_seq_len=job_config.training.seq_len,
-            attn_type=getattr(self.model_args, "attn_type", "sdpa"),
-        )
-        teacher = load_teacher(self.let.teacher_path, self.device, dtype, options)
-        if job_config.compile.enable and self.let.teacher_compile:
-            teacher = torch.compile(teacher, backend=job_config.compile.backend)
+        teacher = build_teacher(self.job_config, self.device, getattr(self.model_args, "attn_type", "sdpa"))
         self._teacher_unchecked = self.let.teacher_layer == -1
         logger.info(
             f"[LET] teacher loaded at step {self.step}: {sum(p.numel() for p in teacher.parameters()):,} "
-            f"parameters, {dtype}, compile={job_config.compile.enable and self.let.teacher_compile}, "
+            f"parameters, {next(teacher.parameters()).dtype}, compiled={teacher_compiled(self.job_config)}, "
             f"{time.perf_counter() - start:.1f}s"
         )
         return teacher
@@ -176,6 +167,23 @@ class LETTrainer(Trainer):
             f"[LET] step: {self.step:2}  lambda: {self.alignment_weight:.5f}  "
             f"alignment_loss: {alignment:8.5f}  cosine: {-alignment:7.4f}"
         )
+
+
+def teacher_compiled(job_config: JobConfig) -> bool:
+    """The teacher is compiled where the student is: torch.compile on, and let.teacher_compile."""
+    return job_config.compile.enable and job_config.let.teacher_compile
+
+
+def build_teacher(job_config: JobConfig, device: torch.device, attn_type: str = "sdpa") -> TeacherModel:
+    """The frozen teacher as the trainer runs it: float32 on CPU, let.teacher_dtype (bf16) on an accelerator,
+    compiled with the student's backend when `teacher_compiled`."""
+    let = job_config.let
+    dtype = torch.float32 if platform.on_cpu() else TORCH_DTYPE_MAP[let.teacher_dtype]
+    options = TeacherOptions(layer=let.teacher_layer, max_seq_len=job_config.training.seq_len, attn_type=attn_type)
+    teacher = load_teacher(let.teacher_path, device, dtype, options)
+    if teacher_compiled(job_config):
+        teacher = torch.compile(teacher, backend=job_config.compile.backend)
+    return teacher
 
 
 def check_before_start(job_config: JobConfig) -> int:

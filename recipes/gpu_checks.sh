@@ -10,7 +10,7 @@
 #   bash recipes/gpu_checks.sh                          # on the GPU machine, about 8 minutes
 #   OUT=/path/to/reports bash recipes/gpu_checks.sh
 #   DRY_RUN=1 bash recipes/gpu_checks.sh                # the same sequence on CPU: debug configs, tiny random
-#                                                       # teacher, compile and float8 off; a few minutes
+#                                                       # teacher, compile and float8 off; about 70 s on 2 cores
 # Knobs: BUDGET_S (default 450 s for the checks), WORK (scratch folder for teachers and runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +31,10 @@ if [ -n "${DRY_RUN:-}" ]; then
   SIZE=(--training.local_batch_size 2 --training.seq_len 64)
   FEATURES=()  # inductor on 2 CPU cores takes minutes and measures nothing about a GPU
   FIRST=(--steps 6 --stop-step 3 --warmup 1 --repeats 1)
+  FIRST_RUNS=2
   LATER=(--steps 6 --stop-step 3 --warmup 1 --repeats 1)
+  # one thread per process: predictable on shared CI boxes, where spinning OpenMP threads of two jobs collide
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 else
   MODE="GPU: 1.4B student, bf16, compile"
   BASELINE=train_configs/baseline_1.4b.toml
@@ -43,6 +46,7 @@ else
   FEATURES=(--compile.enable)
   # the first steps compile (and recompile); 5 warm-up steps keep them out of every number
   FIRST=(--steps 30 --stop-step 15 --warmup 5 --repeats 2)
+  FIRST_RUNS=4
   LATER=(--steps 20 --stop-step 10 --warmup 5 --repeats 1)
   python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device: use DRY_RUN=1 on a CPU machine'"
 fi
@@ -65,7 +69,7 @@ DONE=()
 NOTES=()
 PER_RUN_S=0
 
-# check LABEL RUNS BENCHMARK_ARGS... -- TRAIN_ARGS...
+# check LABEL RUNS BENCHMARK_ARGS... -- TRAIN_ARGS...   (RUNS = 2 x repeats, for the time-budget estimate)
 check() {
   local label=$1 runs=$2
   shift 2
@@ -95,7 +99,7 @@ check() {
 }
 
 # 1. the cost of LET at the paper's size (the setup of the H200 numbers in LET_METHOD.md: compile, no AC)
-check "$FIRST_LABEL" 4 "${FIRST[@]}" -- "${COMMON[@]}"
+check "$FIRST_LABEL" "$FIRST_RUNS" "${FIRST[@]}" -- "${COMMON[@]}"
 
 # 2. float8 linears (student only: the teacher stays bf16)
 if [ -n "${DRY_RUN:-}" ]; then

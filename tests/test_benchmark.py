@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from conftest import ASSETS, REPO
 
 from let_components.benchmark import (
     TAGS,
@@ -23,7 +24,6 @@ from let_components.benchmark import (
     spread,
 )
 from let_components.teacher import load_teacher
-from tests.conftest import ASSETS, REPO
 
 
 def test_phase_steps_drop_warmup_and_the_step_that_frees_the_teacher():
@@ -41,6 +41,7 @@ def _scalars(tps: dict[int, float], memory: dict[int, float]) -> dict[str, dict[
         "step_ms": {s: 1000.0 / v for s, v in tps.items()},  # seconds per step for 1000 tokens
         "mfu_pct": {s: v / 100 for s, v in tps.items()},
         "peak_memory_gib": memory,
+        "peak_active_gib": {s: v / 2 for s, v in memory.items()},
     }
 
 
@@ -50,7 +51,7 @@ def test_run_metrics_are_medians_over_steps_and_peak_memory_is_the_max():
     assert metrics["tokens_per_s"] == 200.0  # the slow step 1 (warm-up) is not among the measured steps
     assert metrics["step_ms"] == pytest.approx(1000 * 1000.0 / 200.0)  # logged in seconds, reported in ms
     assert metrics["mfu_pct"] == 2.0
-    assert metrics["peak_memory_gib"] == 3.0
+    assert (metrics["peak_memory_gib"], metrics["peak_active_gib"]) == (3.0, 1.5)
     with pytest.raises(ValueError, match=r"steps \[5\]"):
         run_phase_metrics(scalars, [4, 5])
 
@@ -62,7 +63,8 @@ def test_spread_is_mean_range_and_sample_std():
 
 
 def _run(config: str, repeat: int, tps: float, memory: float) -> dict:
-    phase = {"tokens_per_s": tps, "step_ms": 1000.0 / tps, "mfu_pct": 1.0, "peak_memory_gib": memory}
+    phase = {"tokens_per_s": tps, "step_ms": 1000.0 / tps, "mfu_pct": 1.0, "peak_memory_gib": memory,
+             "peak_active_gib": memory}
     phases = {"aligning": phase, "after": dict(phase, tokens_per_s=2 * tps)}
     return {"config": config, "repeat": repeat, "phases": phases}
 

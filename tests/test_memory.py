@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from let_components.memory import (
     MemorySetup,
@@ -15,7 +16,6 @@ from let_components.memory import (
     total,
 )
 from let_components.student import student_args
-from tests.conftest import REPO
 
 LLAMA_2_7B_PARAMETERS = 6_738_415_616
 """Published count of Llama-2-7B: the same block shapes as the 7B flavor, untied embeddings, vocab 32000."""
