@@ -97,6 +97,10 @@ BAD_INPUTS = {
     "stop step beyond training": (("--training.steps", "10", "--let.stop_step", "11"), "let.stop_step=11"),
     "unsupported parallelism": (("--parallelism.tensor_parallel_degree", "2"), "parallelism.tensor_parallel_degree=2"),
     "vocab mismatch": (("--let.teacher_path", "{small_vocab}"), "model.hf_assets_path="),
+    "sequence beyond learned positions": (
+        ("--let.teacher_path", "{opt}", "--model.hf_assets_path", "{opt}", "--training.seq_len", "1024"),
+        "training.seq_len=1024",
+    ),
 }
 
 
@@ -105,6 +109,8 @@ def test_bad_input_exits_nonzero_with_one_line_error(tmp_path, case):
     args, expected = BAD_INPUTS[case]
     if "{small_vocab}" in args:
         args = tuple(a.format(small_vocab=_small_vocab_teacher(tmp_path)) for a in args)
+    if "{opt}" in args:  # learned positions stop at max_position_embeddings = 512
+        args = tuple(a.format(opt=save_tiny_teacher(tmp_path / "opt", "opt")) for a in args)
     result = run_train("--job.config_file", LET_DEBUG, "--job.dump_folder", str(tmp_path / "out"), *args)
     assert result.returncode != 0
     errors = [line for line in result.stdout.splitlines() if "[LET] configuration error:" in line]
