@@ -72,7 +72,7 @@ def test_compile_student_blocks_alignment_loss_and_teacher(tmp_path, teacher, ea
     log = _run(tmp_path, teacher, "--compile.enable")
     assert "Compiling each TransformerBlock with torch.compile" in log
     assert "[LET] Compiling the alignment loss with torch.compile" in log
-    assert "compile=True" in next(line for line in log.splitlines() if "[LET] teacher loaded" in line)
+    assert "compiled=True" in next(line for line in log.splitlines() if "[LET] teacher loaded" in line)
     _assert_same_losses(tmp_path, eager, tolerance=1e-4)
 
 
