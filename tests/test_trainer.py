@@ -131,3 +131,11 @@ def test_each_teacher_architecture_swaps_in_from_the_command_line(tmp_path, mode
     assert sorted(let_lines(log)) == [1, 2]
     assert "teacher sanity check: LM loss" in log
     assert "teacher released" in log
+
+
+def test_launcher_defaults_to_the_let_debug_config(tmp_path):
+    result = run_train("--training.steps", "2", "--let.stop_step", "1", "--validation.no-enable",
+                       "--job.dump_folder", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Starting job: LET debug run" in result.stdout
+    assert sorted(let_lines(result.stdout)) == [1]
