@@ -108,3 +108,15 @@ def save_tiny_teacher(folder: Path, model_type: str, gpt2_style_tokenizer: bool 
         tokenizer_config["bos_token"] = tokenizer_config["eos_token"]
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
     return folder
+
+
+def assert_final_state_matches(model, teacher, tokens):
+    """teacher(tokens) equals transformers' hidden_states[-1], and its logits the HF logits (fp32, atol 1e-4)."""
+    import torch
+
+    with torch.no_grad():
+        ref = model(tokens, output_hidden_states=True)
+        hidden = teacher(tokens)
+        torch.testing.assert_close(hidden, ref.hidden_states[-1], atol=1e-4, rtol=0)
+        torch.testing.assert_close(teacher.logits(hidden), ref.logits, atol=1e-4, rtol=0)
+    return hidden

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import assert_final_state_matches
 from transformers import AutoConfig, GPTNeoXConfig, GPTNeoXForCausalLM
 
 from let_components.teacher import TeacherError, TeacherOptions, load_teacher
@@ -65,12 +66,8 @@ def _teacher(path, layer: int = -1):
 def test_final_hidden_state_and_logits_match_transformers(tmp_path, rotary_pct, parallel, style):
     model = make_checkpoint(tmp_path, style, rotary_pct=rotary_pct, use_parallel_residual=parallel)
     tokens = _tokens()
-    with torch.no_grad():
-        ref = model(tokens, output_hidden_states=True)
-        teacher = _teacher(tmp_path)
-        hidden = teacher(tokens)
-        torch.testing.assert_close(hidden, ref.hidden_states[-1], atol=1e-4, rtol=0)
-        torch.testing.assert_close(teacher.logits(hidden), ref.logits, atol=1e-4, rtol=0)
+    teacher = _teacher(tmp_path)
+    assert_final_state_matches(model, teacher, tokens)
     assert (teacher.hidden_size, teacher.vocab_size, teacher.n_layers, teacher.max_seq_len) == (48, 200, N_LAYERS, None)
 
 
@@ -118,12 +115,8 @@ def test_config_styles_load_to_the_same_model(tmp_path):
 def test_variants_match_transformers(tmp_path, overrides):
     model = make_checkpoint(tmp_path, **overrides)
     tokens = _tokens()
-    with torch.no_grad():
-        ref = model(tokens, output_hidden_states=True)
-        teacher = _teacher(tmp_path)
-        hidden = teacher(tokens)
-        torch.testing.assert_close(hidden, ref.hidden_states[-1], atol=1e-4, rtol=0)
-        torch.testing.assert_close(teacher.logits(hidden), ref.logits, atol=1e-4, rtol=0)
+    teacher = _teacher(tmp_path)
+    assert_final_state_matches(model, teacher, tokens)
 
 
 def test_unsupported_settings_are_refused(tmp_path):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import assert_final_state_matches
 from transformers import OPTConfig, OPTForCausalLM
 
 from let_components.teacher import TeacherError, TeacherOptions, load_teacher
@@ -50,12 +51,8 @@ def test_final_hidden_state_and_logits_match_transformers(tmp_path, case):
     """hidden_states[-1] is after the final norm and after project_out: the state the LM head reads."""
     model = make_checkpoint(tmp_path, **CASES[case])
     tokens = _tokens()
-    with torch.no_grad():
-        ref = model(tokens, output_hidden_states=True)
-        teacher = _teacher(tmp_path)
-        hidden = teacher(tokens)
-        torch.testing.assert_close(hidden, ref.hidden_states[-1], atol=1e-4, rtol=0)
-        torch.testing.assert_close(teacher.logits(hidden), ref.logits, atol=1e-4, rtol=0)
+    teacher = _teacher(tmp_path)
+    hidden = assert_final_state_matches(model, teacher, tokens)
     width = CASES[case].get("word_embed_proj_dim", 48)
     assert hidden.shape[-1] == teacher.hidden_size == width
 
