@@ -20,7 +20,7 @@ from torchtitan.config import JobConfig
 from torchtitan.distributed import ParallelDims
 from torchtitan.hf_datasets.text_datasets import build_text_dataloader
 from torchtitan.models.llama3 import parallelize_llama
-from torchtitan.models.llama3.model.args import RoPEScalingArgs, TransformerModelArgs
+from torchtitan.models.llama3.model.args import TransformerModelArgs
 from torchtitan.models.llama3.model.model import Transformer
 from torchtitan.models.llama3.model.state_dict_adapter import Llama3StateDictAdapter
 from torchtitan.models.utils import trunc_normal_
@@ -29,14 +29,13 @@ from torchtitan.tools.logging import logger
 
 from . import platform
 from .teacher.checkpoint import read_hf_config
+from .teacher.llama import NO_ROPE_SCALING
 from .tokenizer import build_tokenizer
 
 SPEC_NAME = "let_llama"
 TEACHER_CONFIG_COPY = "let_teacher_config.json"
 """config.json of the teacher, kept in the dump folder so a run resumed after stop_step needs no teacher."""
 
-# Plain RoPE (torchtitan's llama3 default applies Llama-3.1 long-context scaling).
-_NO_ROPE_SCALING = RoPEScalingArgs(scaling_factor=1.0)
 
 
 @dataclass
@@ -121,7 +120,8 @@ def parallelize_student(model: nn.Module, parallel_dims: ParallelDims, job_confi
 
 
 def _args(**kwargs: Any) -> StudentArgs:
-    return StudentArgs(rope_theta=10000, rope_scaling_args=_NO_ROPE_SCALING, **kwargs)
+    """Plain RoPE: torchtitan's llama3 default would apply Llama-3.1 long-context scaling."""
+    return StudentArgs(rope_theta=10000, rope_scaling_args=NO_ROPE_SCALING, **kwargs)
 
 
 student_args = {

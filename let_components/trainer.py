@@ -32,7 +32,7 @@ from .loss import build_alignment_loss
 from .schedule import alignment_weight
 from .student import SPEC_NAME, TEACHER_CONFIG_COPY, teacher_config
 from .teacher import TeacherModel, TeacherOptions, load_teacher, teacher_architecture
-from .teacher.checkpoint import load_hf_state_dict
+from .teacher.checkpoint import weight_files
 from .teacher.registry import resolve_layer
 from .tokenizer import check_tokenizer
 
@@ -206,12 +206,5 @@ def check_before_start(job_config: JobConfig) -> int:
             f"for at most {max_positions} tokens; use training.seq_len <= {max_positions}"
         )
     if resume_step < let.stop_step:
-        check_teacher_weights(let.teacher_path)
+        weight_files(let.teacher_path)  # the weights must exist now, not only at step 1
     return resume_step
-
-
-def check_teacher_weights(path: str) -> None:
-    """The teacher's weights must exist before the run starts (not only at step 1, after everything is built)."""
-    folder = Path(path)
-    if not ((folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()):
-        load_hf_state_dict(folder)  # raises the one-line TeacherError describing what is there instead

@@ -42,8 +42,8 @@ def rope_config(config: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_hf_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """All tensors of a teacher folder: one `model.safetensors` or a sharded index.
+def weight_files(path: str | os.PathLike) -> list[Path]:
+    """The safetensors files of a teacher folder (one file or a sharded index), or a one-line error.
 
     `*.bin` (pickle) checkpoints are refused rather than unpickled: convert them once with
     transformers' `save_pretrained(..., safe_serialization=True)`.
@@ -51,19 +51,22 @@ def load_hf_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     folder = Path(path)
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    elif (folder / "model.safetensors").is_file():
-        shards = ["model.safetensors"]
-    elif any(folder.glob("*.bin")):
+        return [folder / shard for shard in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    if (folder / "model.safetensors").is_file():
+        return [folder / "model.safetensors"]
+    if any(folder.glob("*.bin")):
         raise TeacherError(
             f"let.teacher_path='{path}': only *.bin weights found; convert them to safetensors once "
             "(AutoModel.from_pretrained(p).save_pretrained(p, safe_serialization=True))"
         )
-    else:
-        raise TeacherError(f"let.teacher_path='{path}': no model.safetensors or model.safetensors.index.json")
+    raise TeacherError(f"let.teacher_path='{path}': no model.safetensors or model.safetensors.index.json")
+
+
+def load_hf_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a teacher folder."""
     state_dict: dict[str, torch.Tensor] = {}
-    for shard in shards:
-        state_dict.update(load_file(folder / shard))
+    for shard in weight_files(path):
+        state_dict.update(load_file(shard))
     return state_dict
 
 

@@ -15,7 +15,7 @@ from .checkpoint import TeacherError, rope_config, strip_prefix
 from .registry import TeacherArchitecture, TeacherOptions, register_teacher, resolve_layer
 
 # Llama-3 RoPE with factor 1 leaves every frequency unchanged: how "no scaling" is said to torchtitan.
-_NO_ROPE_SCALING = RoPEScalingArgs(scaling_factor=1.0)
+NO_ROPE_SCALING = RoPEScalingArgs(scaling_factor=1.0)
 
 
 def llama_args(config: dict[str, Any], options: TeacherOptions) -> TransformerModelArgs:
@@ -36,7 +36,7 @@ def llama_args(config: dict[str, Any], options: TeacherOptions) -> TransformerMo
             original_max_position_embeddings=rope["original_max_position_embeddings"],
         )
     elif rope["rope_type"] == "default":
-        scaling = _NO_ROPE_SCALING
+        scaling = NO_ROPE_SCALING
     else:
         raise TeacherError(f"teacher config rope_type={rope['rope_type']!r}: supported are 'default' and 'llama3'")
     # torchtitan derives the SwiGLU width from dim; rounding up to a multiple of intermediate_size,
