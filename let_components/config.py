@@ -4,11 +4,13 @@ Used through `[job] custom_config_module = "let_components.config"`; every key i
 (`--let.lambda_0 0.3`).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from torchtitan.config import JobConfig as TitanJobConfig
+
+from .schedule import Schedule
 
 
 @dataclass
@@ -37,7 +39,7 @@ class LET:
     stop_step: int = 0
     """S_stop: alignment runs on steps 1..stop_step, then the teacher is released."""
 
-    schedule: Literal["linear", "constant", "cosine"] = "linear"
+    schedule: Schedule = "linear"
     """How lambda decays from lambda_0 to 0 over the first stop_step steps."""
 
     projection: Literal["interpolate", "linear"] = "interpolate"
@@ -54,7 +56,14 @@ class JobConfig(TitanJobConfig):
 
 
 class LETConfigError(ValueError):
-    """A `[let]` (or related) setting that cannot work; raised before any expensive work starts."""
+    """A user mistake (a TOML key, a teacher folder, a data path) that cannot work: the message names the key, the
+    value and what would be valid; recipes/train.py prints it as one line and exits with status 2."""
+
+
+def valid_choices(config_class: type, key: str) -> tuple[str, ...]:
+    """The values a `Literal[...]`-annotated config field accepts, read off the annotation itself."""
+    annotation = next(f.type for f in fields(config_class) if f.name == key)
+    return get_args(annotation)
 
 
 def exclude_projection_from_float8(job_config: TitanJobConfig) -> None:
@@ -81,11 +90,8 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> None:
     let, training, parallelism = job_config.let, job_config.training, job_config.parallelism
     if let.lambda_0 < 0:
         raise LETConfigError(f"let.lambda_0={let.lambda_0}: must be >= 0 (the paper uses 0.1)")
-    for key, value, valid in (
-        ("schedule", let.schedule, ("linear", "constant", "cosine")),
-        ("projection", let.projection, ("interpolate", "linear")),
-        ("teacher_dtype", let.teacher_dtype, ("bfloat16", "float32")),
-    ):
+    for key in ("schedule", "projection", "teacher_dtype"):
+        value, valid = getattr(let, key), valid_choices(LET, key)
         if value not in valid:
             raise LETConfigError(f"let.{key}={value!r}: valid are {', '.join(valid)}")
     if not 1 <= let.stop_step <= training.steps:

@@ -11,6 +11,8 @@ from datasets import Dataset, load_dataset
 from torchtitan.hf_datasets import DatasetConfig
 from torchtitan.hf_datasets.text_datasets import DATASETS
 
+from .config import LETConfigError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = REPO_ROOT / "assets" / "sample_corpus"
 
@@ -27,12 +29,12 @@ def load_local_files(path: str) -> Dataset:
     files = sorted(target.glob("*")) if target.is_dir() else sorted(Path().glob(path)) if "*" in path else [target]
     files = [f for f in files if f.suffix in _BUILDERS]
     if not files:
-        raise FileNotFoundError(
+        raise LETConfigError(
             f"training.dataset_path='{path}': no {'/'.join(sorted(_BUILDERS))} files there"
         )
     builders = {_BUILDERS[f.suffix] for f in files}
     if len(builders) > 1:
-        raise ValueError(f"training.dataset_path='{path}': mixes file types {sorted(builders)}; use one type")
+        raise LETConfigError(f"training.dataset_path='{path}': mixes file types {sorted(builders)}; use one type")
     return load_dataset(builders.pop(), data_files=[str(f) for f in files], split="train")
 
 

@@ -5,9 +5,7 @@ per-block torch.compile, float8 and activation checkpointing unchanged; only the
 """
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,17 +23,13 @@ from torchtitan.models.llama3.model.model import Transformer
 from torchtitan.models.llama3.model.state_dict_adapter import Llama3StateDictAdapter
 from torchtitan.models.utils import trunc_normal_
 from torchtitan.protocols.train_spec import TrainSpec, register_train_spec
-from torchtitan.tools.logging import logger
 
 from . import platform
-from .teacher.checkpoint import read_hf_config
+from .teacher import teacher_architecture, teacher_config
 from .teacher.llama import NO_ROPE_SCALING
 from .tokenizer import build_tokenizer
 
 SPEC_NAME = "let_llama"
-TEACHER_CONFIG_COPY = "let_teacher_config.json"
-"""config.json of the teacher, kept in the dump folder so a run resumed after stop_step needs no teacher."""
-
 
 
 @dataclass
@@ -52,20 +46,9 @@ class StudentArgs(TransformerModelArgs):
         teacher = teacher_config(let.teacher_path, job_config.job.dump_folder)
         self.vocab_size = teacher["vocab_size"]
         if let.enable and let.projection == "linear":
-            from .teacher import teacher_architecture
-
             self.projection_dim = teacher_architecture(teacher, let.teacher_path).output_width(
                 teacher, let.teacher_layer
             )
-
-
-def teacher_config(teacher_path: str, dump_folder: str) -> dict[str, Any]:
-    """The teacher's config.json, or the copy a previous run of this job left in its dump folder."""
-    copy = Path(dump_folder) / TEACHER_CONFIG_COPY
-    if not (Path(teacher_path) / "config.json").is_file() and copy.is_file():
-        logger.info(f"[LET] let.teacher_path='{teacher_path}' has no config.json; using this job's copy {copy}")
-        return json.loads(copy.read_text())
-    return read_hf_config(teacher_path)
 
 
 class Student(Transformer):

@@ -5,6 +5,7 @@ bottom: teacher hidden state (while lambda > 0) -> student forward -> CE -> alig
 After stop_step the teacher is deleted and the step is torchtitan's own.
 """
 
+import dataclasses
 import gc
 import json
 import math
@@ -13,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torchtitan.config import TORCH_DTYPE_MAP
 from torchtitan.distributed import utils as dist_utils
 from torchtitan.protocols.train_spec import get_train_spec
 from torchtitan.tools import utils
@@ -30,11 +30,12 @@ from .config import (
 )
 from .loss import build_alignment_loss
 from .schedule import alignment_weight
-from .student import SPEC_NAME, TEACHER_CONFIG_COPY, teacher_config
-from .teacher import TeacherModel, TeacherOptions, load_teacher, teacher_architecture
-from .teacher.checkpoint import weight_files
-from .teacher.registry import resolve_layer
+from .student import SPEC_NAME
+from .teacher import TeacherModel, build_teacher, check_teacher, keep_teacher_config, teacher_compiled
 from .tokenizer import check_tokenizer
+
+RUN_RECORD = "let_run.json"
+"""The run's `[let]` values and training.steps, in its dump folder: tools read stop_step here, not off the logs."""
 
 
 class LETTrainer(Trainer):
@@ -48,7 +49,7 @@ class LETTrainer(Trainer):
             exclude_projection_from_float8(job_config)
         super().__init__(job_config)
         self.teacher = None
-        self._teacher_unchecked = False
+        self._teacher_sanity_pending = False
         self.alignment_weight = 0.0
         if not self.let.enable:
             return
@@ -56,7 +57,7 @@ class LETTrainer(Trainer):
         check_tokenizer(self.tokenizer, job_config, self.model_args.vocab_size, teacher_needed)
         self.alignment_loss_fn = build_alignment_loss(job_config)
         self._alignment_sum = torch.zeros((), device=self.device)
-        self._save_teacher_config()
+        self._record_run()
         logger.info(
             f"[LET] enabled: student block {self.let.student_layer} <- teacher layer {self.let.teacher_layer} "
             f"of {self.let.teacher_path}, lambda_0={self.let.lambda_0} ({self.let.schedule}) for steps "
@@ -90,7 +91,7 @@ class LETTrainer(Trainer):
         with self.train_context():
             with torch.no_grad():
                 teacher_hidden = self.teacher(inputs, extra_kwargs.get("attention_masks"))
-                if self._teacher_unchecked:
+                if self._teacher_sanity_pending:
                     self._log_teacher_loss(teacher_hidden, labels)
             with self.maybe_enable_amp:
                 pred, student_hidden = self.model_parts[0](
@@ -110,7 +111,7 @@ class LETTrainer(Trainer):
     def _load_teacher(self) -> TeacherModel:
         start = time.perf_counter()
         teacher = build_teacher(self.job_config, self.device, getattr(self.model_args, "attn_type", "sdpa"))
-        self._teacher_unchecked = self.let.teacher_layer == -1
+        self._teacher_sanity_pending = self.let.teacher_layer == -1
         logger.info(
             f"[LET] teacher loaded at step {self.step}: {sum(p.numel() for p in teacher.parameters()):,} "
             f"parameters, {next(teacher.parameters()).dtype}, compiled={teacher_compiled(self.job_config)}, "
@@ -120,7 +121,7 @@ class LETTrainer(Trainer):
 
     def _log_teacher_loss(self, teacher_hidden: torch.Tensor, labels: torch.Tensor) -> None:
         """Once: the teacher's own LM loss on the first batch, so a wrong checkpoint or tokenizer shows at once."""
-        self._teacher_unchecked = False
+        self._teacher_sanity_pending = False
         logits = self.teacher.logits(teacher_hidden).float()
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100).item()
         uniform = math.log(logits.shape[-1])
@@ -142,14 +143,15 @@ class LETTrainer(Trainer):
 
     # ---- checks and logging ------------------------------------------------------------------------------
 
-    def _save_teacher_config(self) -> None:
-        """Keep the teacher's shapes with the job, so a resume after stop_step needs no teacher folder."""
+    def _record_run(self) -> None:
+        """Keep the teacher's shapes with the job (a resume after stop_step needs no teacher folder) and the
+        `[let]` values the run trains with (tools read stop_step from there)."""
         if torch.distributed.get_rank() != 0:
             return
-        copy = Path(self.job_config.job.dump_folder) / TEACHER_CONFIG_COPY
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        config = teacher_config(self.let.teacher_path, self.job_config.job.dump_folder)
-        copy.write_text(json.dumps(config, indent=2))
+        dump_folder = self.job_config.job.dump_folder
+        keep_teacher_config(self.let.teacher_path, dump_folder)
+        record = {**dataclasses.asdict(self.let), "training_steps": self.job_config.training.steps}
+        (Path(dump_folder) / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
     def _log_alignment(self) -> None:
         """lambda, alignment loss and cosine (averaged over data-parallel ranks) beside torchtitan's metrics."""
@@ -169,23 +171,6 @@ class LETTrainer(Trainer):
         )
 
 
-def teacher_compiled(job_config: JobConfig) -> bool:
-    """The teacher is compiled where the student is: torch.compile on, and let.teacher_compile."""
-    return job_config.compile.enable and job_config.let.teacher_compile
-
-
-def build_teacher(job_config: JobConfig, device: torch.device, attn_type: str = "sdpa") -> TeacherModel:
-    """The frozen teacher as the trainer runs it: float32 on CPU, let.teacher_dtype (bf16) on an accelerator,
-    compiled with the student's backend when `teacher_compiled`."""
-    let = job_config.let
-    dtype = torch.float32 if platform.on_cpu() else TORCH_DTYPE_MAP[let.teacher_dtype]
-    options = TeacherOptions(layer=let.teacher_layer, max_seq_len=job_config.training.seq_len, attn_type=attn_type)
-    teacher = load_teacher(let.teacher_path, device, dtype, options)
-    if teacher_compiled(job_config):
-        teacher = torch.compile(teacher, backend=job_config.compile.backend)
-    return teacher
-
-
 def check_before_start(job_config: JobConfig) -> int:
     """Config and teacher-folder checks that need no process group; returns the step the run resumes from."""
     let = job_config.let
@@ -196,15 +181,5 @@ def check_before_start(job_config: JobConfig) -> int:
         raise LETConfigError(f"model.flavor={job_config.model.flavor!r}: valid are {', '.join(flavors)}")
     check_let_config(job_config, flavors[job_config.model.flavor].n_layers)
     resume_step = latest_checkpoint_step(job_config)
-    config = teacher_config(let.teacher_path, job_config.job.dump_folder)
-    architecture = teacher_architecture(config, let.teacher_path)
-    resolve_layer(let.teacher_layer, config["num_hidden_layers"])
-    max_positions = architecture.max_positions(config)
-    if max_positions is not None and job_config.training.seq_len > max_positions:
-        raise LETConfigError(
-            f"training.seq_len={job_config.training.seq_len}: the teacher at let.teacher_path has learned positions "
-            f"for at most {max_positions} tokens; use training.seq_len <= {max_positions}"
-        )
-    if resume_step < let.stop_step:
-        weight_files(let.teacher_path)  # the weights must exist now, not only at step 1
+    check_teacher(job_config, teacher_needed=resume_step < let.stop_step)
     return resume_step

@@ -10,14 +10,13 @@ from torchtitan.tools.logging import init_logger, logger
 import let_components  # noqa: F401  (registers the student TrainSpec and datasets)
 from let_components import platform
 from let_components.config import LETConfigError
-from let_components.teacher import TeacherError
 from let_components.trainer import LETTrainer
 
 
 def main() -> None:
     try:
         platform.main(LETTrainer)
-    except (LETConfigError, TeacherError) as error:
+    except LETConfigError as error:
         init_logger()
         logger.error(f"[LET] configuration error: {error}")
         sys.exit(2)

@@ -1,12 +1,13 @@
 import json
 
 import pytest
-from conftest import ASSETS
 from torchtitan.components.tokenizer import HuggingFaceTokenizer
 from torchtitan.hf_datasets.text_datasets import DATASETS, HuggingFaceTextDataset
 
 import let_components  # noqa: F401  (registers the datasets)
+from let_components.config import LETConfigError
 from let_components.data import load_local_files
+from tests.helpers import ASSETS
 
 DOCS = ["first document.", "second one, a bit longer.", "third."]
 
@@ -34,11 +35,11 @@ def test_local_files_load_a_file_or_a_folder(tmp_path, kind):
 
 
 def test_local_files_errors_name_the_key(tmp_path):
-    with pytest.raises(FileNotFoundError, match="training.dataset_path="):
+    with pytest.raises(LETConfigError, match="training.dataset_path="):
         load_local_files(str(tmp_path))
     _write(tmp_path, "jsonl")
     _write(tmp_path, "txt")
-    with pytest.raises(ValueError, match="mixes file types"):
+    with pytest.raises(LETConfigError, match="mixes file types"):
         load_local_files(str(tmp_path))
 
 

@@ -17,7 +17,8 @@ runs on the project's 2-core CPU machine (torch 2.13, 5 steps, stop_step 3, batc
 from pathlib import Path
 
 import pytest
-from conftest import ASSETS, let_lines, run_train, save_llama, tb_scalars
+
+from tests.helpers import ASSETS, let_lines, run_train, save_llama, tb_scalars
 
 LET_DEBUG = "train_configs/let_debug.toml"
 STEPS, STOP_STEP = 5, 3

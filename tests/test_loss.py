@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from let_components.loss import alignment_loss, interpolate_width
 from let_components.student import Student, StudentArgs
@@ -27,15 +28,19 @@ def test_interpolate_projection_against_hand_computation():
     assert alignment_loss(student, teacher, torch.tensor([[7, IGNORE]])).item() == pytest.approx(-cos0, abs=1e-6)
 
 
-def test_cosine_is_scale_invariant_and_bounded():
+def test_cosine_is_scale_invariant_and_reaches_its_bounds():
     torch.manual_seed(0)
     student, teacher = torch.randn(2, 5, 16), torch.randn(2, 5, 8)
     labels = torch.zeros(2, 5, dtype=torch.long)
     loss = alignment_loss(student, teacher, labels)
     assert loss.item() == pytest.approx(alignment_loss(3 * student, 0.5 * teacher, labels).item(), abs=1e-5)
-    assert -10 <= loss.item() <= 10
+    # against a direct float64 reference of -sum cos(student, interpolated teacher) over the 10 tokens
+    resized = F.interpolate(teacher.double().reshape(-1, 1, 8), size=16, mode="linear", align_corners=True)
+    reference = -F.cosine_similarity(student.double().reshape(-1, 16), resized.reshape(-1, 16), dim=-1).sum()
+    assert loss.item() == pytest.approx(reference.item(), abs=1e-5)
     same = interpolate_width(teacher, 16)
     assert alignment_loss(same, teacher, labels).item() == pytest.approx(-10.0, abs=1e-5)
+    assert alignment_loss(-same, teacher, labels).item() == pytest.approx(10.0, abs=1e-5)
 
 
 def _tiny_student(projection_dim: int = 0) -> Student:

@@ -26,11 +26,17 @@ def test_cosine_halfway_is_half():
     assert alignment_weight(9, 1.0, 8, "cosine") == 0.0
 
 
-def test_is_a_pure_function_of_the_step():
-    # resumption is exact: the value depends on nothing but (step, config)
-    first = [alignment_weight(s, 0.1, 50, "linear") for s in range(1, 60)]
-    again = [alignment_weight(s, 0.1, 50, "linear") for s in range(1, 60)]
-    assert first == again
+@pytest.mark.parametrize("schedule", ["linear", "constant", "cosine"])
+def test_every_schedule_stays_in_0_lambda0_and_never_increases(schedule):
+    weights = [alignment_weight(s, 0.3, 37, schedule) for s in range(1, 50)]
+    assert all(0.0 <= w <= 0.3 for w in weights)
+    assert all(later <= earlier for earlier, later in zip(weights, weights[1:], strict=False))
+    assert weights[36] > 0.0 and weights[37] == 0.0  # step 37 = S_stop aligns, step 38 does not
+
+
+def test_stop_step_zero_or_negative_means_no_alignment():
+    assert alignment_weight(1, 0.1, 0, "linear") == 0.0
+    assert alignment_weight(1, 0.1, -5, "constant") == 0.0
 
 
 def test_unknown_schedule_names_the_key():

@@ -3,10 +3,10 @@ import json
 
 import pytest
 import torch
-from conftest import REPO
 from torchtitan.config import ConfigManager
 
 from let_components.student import Student, StudentStateDictAdapter, ffn_hidden_dim, student_args
+from tests.helpers import REPO
 
 PAPER_SHAPES = {  # dim, layers, heads, SwiGLU width
     "1.4B": (2048, 24, 16, 5632),

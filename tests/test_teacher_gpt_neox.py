@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
-from conftest import assert_final_state_matches
 from transformers import AutoConfig, GPTNeoXConfig, GPTNeoXForCausalLM
 
-from let_components.teacher import TeacherError, TeacherOptions, load_teacher
+from let_components.config import LETConfigError
+from let_components.teacher import TeacherOptions, load_teacher
 from let_components.teacher.gpt_neox import GPTNeoXArgs
+from tests.helpers import assert_final_state_matches
 
 N_LAYERS, SEQ_LEN = 3, 24
 
@@ -124,13 +125,13 @@ def test_unsupported_settings_are_refused(tmp_path):
     config_file = tmp_path / "config.json"
     raw = json.loads(config_file.read_text())
     config_file.write_text(json.dumps({**raw, "hidden_act": "silu"}))
-    with pytest.raises(TeacherError, match="hidden_act"):
+    with pytest.raises(LETConfigError, match="hidden_act"):
         _teacher(tmp_path)
     config_file.write_text(json.dumps({**raw, "rope_parameters": {**raw["rope_parameters"], "rope_type": "linear"}}))
-    with pytest.raises(TeacherError, match="rope_type"):
+    with pytest.raises(LETConfigError, match="rope_type"):
         _teacher(tmp_path)
     config_file.write_text(json.dumps(raw))
-    with pytest.raises(TeacherError, match="teacher_layer"):
+    with pytest.raises(LETConfigError, match="teacher_layer"):
         _teacher(tmp_path, layer=N_LAYERS)
 
 

@@ -4,9 +4,10 @@ import json
 
 import pytest
 import torch
-from conftest import rewrite_config, save_llama
 
-from let_components.teacher import TeacherError, TeacherOptions, load_teacher
+from let_components.config import LETConfigError
+from let_components.teacher import TeacherOptions, load_teacher
+from tests.helpers import rewrite_config, save_llama
 
 LLAMA3_ROPE = {
     "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -105,16 +106,16 @@ def test_teacher_is_frozen_and_unchanged_by_student_training(tmp_path):
 def test_unsupported_model_type_names_the_key(tmp_path):
     folder = save_llama(tmp_path / "t")
     rewrite_config(folder, model_type="mamba")
-    with pytest.raises(TeacherError, match="model_type 'mamba' is not a supported teacher"):
+    with pytest.raises(LETConfigError, match="model_type 'mamba' is not a supported teacher"):
         load_teacher(folder)
 
 
 def test_missing_folder_and_bin_only_checkpoints_are_refused(tmp_path):
-    with pytest.raises(TeacherError, match="no config.json"):
+    with pytest.raises(LETConfigError, match="no config.json"):
         load_teacher(tmp_path / "nowhere")
     folder = save_llama(tmp_path / "bin")
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
-    with pytest.raises(TeacherError, match=r"only \*.bin weights"):
+    with pytest.raises(LETConfigError, match=r"only \*.bin weights"):
         load_teacher(folder)
 
 
@@ -136,5 +137,5 @@ def test_sharded_checkpoint_loads(tmp_path):
 def test_unsupported_rope_type_is_refused(tmp_path):
     folder = save_llama(tmp_path / "t")
     rewrite_config(folder, rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 2.0})
-    with pytest.raises(TeacherError, match="rope_type='yarn'"):
+    with pytest.raises(LETConfigError, match="rope_type='yarn'"):
         load_teacher(folder)

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from conftest import assert_final_state_matches
 from transformers import OPTConfig, OPTForCausalLM
 
-from let_components.teacher import TeacherError, TeacherOptions, load_teacher
+from let_components.config import LETConfigError
+from let_components.teacher import TeacherOptions, load_teacher
+from tests.helpers import assert_final_state_matches
 
 N_LAYERS, SEQ_LEN, MAX_POSITIONS = 3, 24, 32
 
@@ -93,7 +94,7 @@ def test_learned_positions_limit(tmp_path):
 
 def test_unsupported_activation_is_refused(tmp_path):
     make_checkpoint(tmp_path, activation_function="silu")
-    with pytest.raises(TeacherError, match="activation_function"):
+    with pytest.raises(LETConfigError, match="activation_function"):
         _teacher(tmp_path)
 
 

@@ -3,11 +3,11 @@ import json
 import shutil
 
 import pytest
-from conftest import ASSETS, REPO
 from torchtitan.config import ConfigManager
 
 from let_components.config import LETConfigError
 from let_components.tokenizer import TiktokenTokenizer, check_tokenizer, load_tokenizer
+from tests.helpers import ASSETS, REPO
 
 
 def _job_config(*args: str):

@@ -4,7 +4,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ASSETS, let_lines, run_train, save_llama, save_tiny_teacher, tb_scalars
+
+from tests.helpers import ASSETS, let_lines, run_train, save_llama, save_tiny_teacher, tb_scalars
 
 LET_DEBUG = "train_configs/let_debug.toml"
 BASELINE_DEBUG = "train_configs/baseline_debug.toml"

@@ -1,62 +1,30 @@
 """Frozen, forward-only teachers loaded from Hugging Face-format folders.
 
-`load_teacher(path, device, dtype)` is the public entry point; architectures register themselves by HF
-`model_type` (see registry.py), so adding one never touches the trainer.
+Architectures register themselves by HF `model_type` (registry.py), so adding one never touches the trainer.
+Reading the folder (checkpoint.py), the checks before start (checks.py), loading (loader.py) and the dtype and
+compile policy of a run (build.py) each live in one place.
 """
 
-import os
-
-import torch
-from torchtitan.tools import utils
-
 from . import gpt_neox, llama, opt  # noqa: F401  (register model_types "gpt_neox", "llama", "opt")
-from .checkpoint import TeacherError, load_hf_state_dict, read_hf_config
+from .build import build_teacher, teacher_compiled
+from .checkpoint import TEACHER_CONFIG_COPY, keep_teacher_config, read_hf_config, teacher_config
+from .checks import check_teacher
+from .loader import load_teacher, teacher_architecture
 from .registry import TEACHER_ARCHITECTURES, TeacherArchitecture, TeacherModel, TeacherOptions, register_teacher
 
 __all__ = [
     "TEACHER_ARCHITECTURES",
+    "TEACHER_CONFIG_COPY",
     "TeacherArchitecture",
-    "TeacherError",
     "TeacherModel",
     "TeacherOptions",
+    "build_teacher",
+    "check_teacher",
+    "keep_teacher_config",
     "load_teacher",
     "read_hf_config",
     "register_teacher",
     "teacher_architecture",
+    "teacher_compiled",
+    "teacher_config",
 ]
-
-
-def teacher_architecture(config: dict, path: str | os.PathLike = "") -> TeacherArchitecture:
-    """The registered architecture for a config.json, or a one-line error listing what is supported."""
-    model_type = config.get("model_type")
-    if model_type not in TEACHER_ARCHITECTURES:
-        raise TeacherError(
-            f"let.teacher_path='{path}': model_type {model_type!r} is not a supported teacher; "
-            f"supported: {sorted(TEACHER_ARCHITECTURES)}"
-        )
-    return TEACHER_ARCHITECTURES[model_type]
-
-
-def load_teacher(
-    path: str | os.PathLike,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-    options: TeacherOptions = TeacherOptions(),
-) -> TeacherModel:
-    """Build the teacher on the meta device, then materialise it on `device` straight from safetensors.
-
-    The result is in eval mode with `requires_grad=False` everywhere: LET never trains the teacher.
-    """
-    config = read_hf_config(path)
-    architecture = teacher_architecture(config, path)
-    with torch.device("meta"), utils.set_default_dtype(dtype):
-        model = architecture.build(config, options)
-    state_dict = architecture.convert_state_dict(config, load_hf_state_dict(path))
-    # Blocks after the requested layer (and the LM head of tied checkpoints) are not in the module.
-    wanted = model.state_dict().keys()
-    state_dict = {key: value for key, value in state_dict.items() if key in wanted}
-    model.to_empty(device=device)
-    model.load_state_dict(state_dict, strict=True)
-    model.init_buffers()
-    model.eval().requires_grad_(False)
-    return model

@@ -10,21 +10,44 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file
+from torchtitan.tools.logging import logger
 
-
-class TeacherError(ValueError):
-    """A teacher folder or `[let]` setting that cannot work; the message names the key."""
+from ..config import LETConfigError
 
 
 def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
     """config.json of a teacher folder, with a one-line error when it is missing."""
     config_file = Path(path) / "config.json"
     if not config_file.is_file():
-        raise TeacherError(
+        raise LETConfigError(
             f"let.teacher_path='{path}': no config.json there; expected a Hugging Face "
             "model folder (config.json + *.safetensors + tokenizer files)"
         )
-    return json.loads(config_file.read_text())
+    try:
+        return json.loads(config_file.read_text())
+    except json.JSONDecodeError as error:
+        raise LETConfigError(f"let.teacher_path='{path}': config.json is not valid JSON ({error})") from None
+
+
+TEACHER_CONFIG_COPY = "let_teacher_config.json"
+"""config.json of the teacher, kept in the dump folder so a run resumed after stop_step needs no teacher folder."""
+
+
+def teacher_config(teacher_path: str, dump_folder: str) -> dict[str, Any]:
+    """The teacher's config.json, or the copy a previous run of this job left in its dump folder."""
+    copy = Path(dump_folder) / TEACHER_CONFIG_COPY
+    if not (Path(teacher_path) / "config.json").is_file() and copy.is_file():
+        logger.info(f"[LET] let.teacher_path='{teacher_path}' has no config.json; using this job's copy {copy}")
+        return json.loads(copy.read_text())
+    return read_hf_config(teacher_path)
+
+
+def keep_teacher_config(teacher_path: str, dump_folder: str) -> None:
+    """Write the copy `teacher_config` falls back to (the trainer calls it on rank 0)."""
+    config = teacher_config(teacher_path, dump_folder)
+    copy = Path(dump_folder) / TEACHER_CONFIG_COPY
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(json.dumps(config, indent=2))
 
 
 def rope_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -55,11 +78,11 @@ def weight_files(path: str | os.PathLike) -> list[Path]:
     if (folder / "model.safetensors").is_file():
         return [folder / "model.safetensors"]
     if any(folder.glob("*.bin")):
-        raise TeacherError(
+        raise LETConfigError(
             f"let.teacher_path='{path}': only *.bin weights found; convert them to safetensors once "
             "(AutoModel.from_pretrained(p).save_pretrained(p, safe_serialization=True))"
         )
-    raise TeacherError(f"let.teacher_path='{path}': no model.safetensors or model.safetensors.index.json")
+    raise LETConfigError(f"let.teacher_path='{path}': no model.safetensors or model.safetensors.index.json")
 
 
 def load_hf_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

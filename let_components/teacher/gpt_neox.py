@@ -5,56 +5,19 @@ student's attention kernel (sdpa, or flex with its BlockMask). `inner_attention`
 with opt.py.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention.flex_attention import BlockMask
-from torchtitan.models.attention import FlexAttentionWrapper, ScaledDotProductAttentionWrapper
 
-from .checkpoint import TeacherError, rope_config, strip_prefix
+from ..config import LETConfigError
+from .checkpoint import rope_config, strip_prefix
+from .modules import activation, attend, inner_attention, lm_head_logits
 from .registry import TeacherArchitecture, TeacherOptions, register_teacher, resolve_layer
 
+
 # transformers' ACT2FN names; its hand-written gelu_new/gelu_fast are the tanh approximation F.gelu also has.
-_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "gelu_new": partial(F.gelu, approximate="tanh"),
-    "gelu_fast": partial(F.gelu, approximate="tanh"),
-    "gelu_pytorch_tanh": partial(F.gelu, approximate="tanh"),
-}
-
-
-def activation(name: str, key: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if name not in _ACTIVATIONS:
-        raise TeacherError(f"teacher config {key}={name!r}: supported are {sorted(_ACTIVATIONS)}")
-    return _ACTIVATIONS[name]
-
-
-def inner_attention(attn_type: str) -> nn.Module:
-    """torchtitan's kernel wrapper for the student's attn_type, chosen as llama3's Attention chooses it."""
-    match attn_type:
-        case "sdpa":
-            return ScaledDotProductAttentionWrapper()
-        case "flex":
-            return FlexAttentionWrapper()
-    raise TeacherError(f"attn_type={attn_type!r}: teachers other than llama support 'sdpa' and 'flex'")
-
-
-def attend(inner: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_masks: Any,
-           scale: float | None = None) -> torch.Tensor:
-    """Causal attention on [B, H, S, D]: sdpa's is_causal, or flex with the student's (block-causal) BlockMask."""
-    if isinstance(inner, FlexAttentionWrapper):
-        assert isinstance(attention_masks, BlockMask), attention_masks
-        return inner(q, k, v, block_mask=attention_masks, scale=scale)
-    assert attention_masks is None
-    return inner(q, k, v, scale=scale)
-
-
 @dataclass
 class GPTNeoXArgs:
     dim: int
@@ -76,12 +39,12 @@ class GPTNeoXArgs:
         """Reads transformers 4.x (rotary_pct, rotary_emb_base) and 5.x (rope_parameters) config.json alike."""
         rope = rope_config({**config, "rope_theta": config.get("rope_theta", config.get("rotary_emb_base", 10000.0))})
         if rope["rope_type"] != "default":
-            raise TeacherError(f"teacher config rope_scaling/rope_parameters rope_type={rope['rope_type']!r}: "
+            raise LETConfigError(f"teacher config rope_scaling/rope_parameters rope_type={rope['rope_type']!r}: "
                                "only 'default' for gpt_neox")
         dim, n_heads = config["hidden_size"], config["num_attention_heads"]
         head_dim = dim // n_heads
         if config.get("head_dim", head_dim) != head_dim:
-            raise TeacherError(f"teacher config head_dim={config['head_dim']} != hidden_size/num_attention_heads")
+            raise LETConfigError(f"teacher config head_dim={config['head_dim']} != hidden_size/num_attention_heads")
         activation(config.get("hidden_act", "gelu"), "hidden_act")
         return cls(
             dim=dim,
@@ -173,8 +136,7 @@ class GPTNeoXTeacher(nn.Module):
         return self.norm(h) if self.norm is not None else h
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        weight = self.output.weight if self.output is not None else self.tok_embeddings.weight
-        return hidden @ weight.t()
+        return lm_head_logits(self, hidden)
 
     def init_buffers(self) -> None:
         """RoPE tables as HF computes them (fp32 angles, cat(freqs, freqs) for rotate_half)."""

@@ -11,7 +11,9 @@ from torchtitan.models.llama3.model.args import RoPEScalingArgs, TransformerMode
 from torchtitan.models.llama3.model.model import Transformer
 from torchtitan.models.llama3.model.state_dict_adapter import Llama3StateDictAdapter
 
-from .checkpoint import TeacherError, rope_config, strip_prefix
+from ..config import LETConfigError
+from .checkpoint import rope_config, strip_prefix
+from .modules import lm_head_logits
 from .registry import TeacherArchitecture, TeacherOptions, register_teacher, resolve_layer
 
 # Llama-3 RoPE with factor 1 leaves every frequency unchanged: how "no scaling" is said to torchtitan.
@@ -22,11 +24,11 @@ def llama_args(config: dict[str, Any], options: TeacherOptions) -> TransformerMo
     """torchtitan model args equal to an HF LlamaConfig; anything torchtitan cannot express is refused."""
     dim, n_heads = config["hidden_size"], config["num_attention_heads"]
     if config.get("head_dim", dim // n_heads) != dim // n_heads:
-        raise TeacherError(f"teacher config head_dim={config['head_dim']} != hidden_size/num_attention_heads")
+        raise LETConfigError(f"teacher config head_dim={config['head_dim']} != hidden_size/num_attention_heads")
     if config.get("attention_bias") or config.get("mlp_bias"):
-        raise TeacherError("teacher config: attention_bias/mlp_bias Llama variants are not supported")
+        raise LETConfigError("teacher config: attention_bias/mlp_bias Llama variants are not supported")
     if config.get("hidden_act", "silu") != "silu":
-        raise TeacherError(f"teacher config hidden_act={config['hidden_act']!r}: only 'silu' for llama")
+        raise LETConfigError(f"teacher config hidden_act={config['hidden_act']!r}: only 'silu' for llama")
     rope = rope_config(config)
     if rope["rope_type"] == "llama3":
         scaling = RoPEScalingArgs(
@@ -38,7 +40,7 @@ def llama_args(config: dict[str, Any], options: TeacherOptions) -> TransformerMo
     elif rope["rope_type"] == "default":
         scaling = NO_ROPE_SCALING
     else:
-        raise TeacherError(f"teacher config rope_type={rope['rope_type']!r}: supported are 'default' and 'llama3'")
+        raise LETConfigError(f"teacher config rope_type={rope['rope_type']!r}: supported are 'default' and 'llama3'")
     # torchtitan derives the SwiGLU width from dim; rounding up to a multiple of intermediate_size,
     # from just below it, reproduces HF's explicit intermediate_size exactly.
     base_hidden = int(2 * 4 * dim / 3)
@@ -82,8 +84,7 @@ class LlamaTeacher(Transformer):
         return self.norm(h) if self.norm is not None else h
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        weight = self.output.weight if self.output is not None else self.tok_embeddings.weight
-        return hidden @ weight.t()
+        return lm_head_logits(self, hidden)
 
     def init_buffers(self) -> None:
         self.freqs_cis = self._precompute_freqs_cis().to(self.tok_embeddings.weight.device)

@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import TeacherError, strip_prefix
-from .gpt_neox import activation, attend, inner_attention
+from ..config import LETConfigError
+from .checkpoint import strip_prefix
+from .modules import activation, attend, inner_attention, lm_head_logits
 from .registry import TeacherArchitecture, TeacherOptions, register_teacher, resolve_layer
 
 # OPTLearnedPositionalEmbedding: position p reads row p + 2 (a fairseq padding_idx leftover).
@@ -42,7 +43,7 @@ class OPTArgs:
     def from_hf(cls, config: dict[str, Any]) -> "OPTArgs":
         dim, n_heads = config["hidden_size"], config["num_attention_heads"]
         if dim % n_heads:
-            raise TeacherError(f"teacher config hidden_size={dim} is not divisible by num_attention_heads={n_heads}")
+            raise LETConfigError(f"teacher config hidden_size={dim} is not divisible by num_attention_heads={n_heads}")
         activation(config.get("activation_function", "relu"), "activation_function")
         pre_norm = config.get("do_layer_norm_before", True)
         return cls(
@@ -130,8 +131,7 @@ class OPTTeacher(nn.Module):
         return self.project_out(h) if self.project_out is not None else h
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        weight = self.output.weight if self.output is not None else self.tok_embeddings.weight
-        return hidden @ weight.t()
+        return lm_head_logits(self, hidden)
 
     def init_buffers(self) -> None:
         """Learned positions only: nothing to recompute."""

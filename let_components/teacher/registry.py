@@ -10,6 +10,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..config import LETConfigError
+
 
 class TeacherModel(Protocol):
     """What LET needs from a teacher: hidden states in, never gradients out."""
@@ -71,9 +73,7 @@ def register_teacher(model_type: str, architecture: TeacherArchitecture) -> None
 def resolve_layer(layer: int, n_layers: int) -> int:
     """Index of the last block to run; checks `let.teacher_layer` against the teacher's depth."""
     if not -1 <= layer < n_layers:
-        from .checkpoint import TeacherError
-
-        raise TeacherError(
+        raise LETConfigError(
             f"let.teacher_layer={layer}: the teacher has {n_layers} blocks; use -1 (final, after the "
             f"final norm) or 0..{n_layers - 1}"
         )

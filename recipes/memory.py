@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torchtitan.models.llama3.model.args import TransformerModelArgs
 
-from .student import Student, StudentArgs, ffn_hidden_dim, student_args
-from .teacher.llama import build_llama_teacher
-from .teacher.registry import TeacherOptions
+from let_components.student import Student, StudentArgs, ffn_hidden_dim, student_args
+from let_components.teacher.llama import build_llama_teacher
+from let_components.teacher.registry import TeacherOptions
 
 GIB = 2**30
 LET_ITEMS = ("teacher", "alignment")
@@ -123,7 +123,7 @@ def total(items: list[MemoryItem]) -> dict[int, float]:
 
 def llama_3_2_1b_config() -> dict[str, Any]:
     """config.json numbers of Llama-3.2-1B, the paper's teacher for the 7B student."""
-    from .benchmark import TEACHER_SHAPES
+    from .benchmark.random_teacher import TEACHER_SHAPES
 
     return TEACHER_SHAPES["llama-3.2-1b"].hf_config()
 
@@ -163,3 +163,11 @@ def format_7b_estimate(setup: MemorySetup = MemorySetup(), batch_sizes: tuple[in
         + " |"
     )
     return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    print(format_7b_estimate())
+
+
+if __name__ == "__main__":
+    main()

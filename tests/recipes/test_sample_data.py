@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO / "assets" / "sample_corpus"
-TOKENIZER = REPO / "assets" / "tokenizer"
+from tests.helpers import ASSETS, REPO
+
+CORPUS = ASSETS / "sample_corpus"
+TOKENIZER = ASSETS / "tokenizer"
 SPLITS = ("train", "validation")
 
 

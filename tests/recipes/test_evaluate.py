@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ASSETS, REPO, run_train, save_llama
 
-from let_components.evaluate import accuracy_rows, average, markdown
-from let_components.export import export_student
 from let_components.student import Student, student_args
+from recipes.evaluate import accuracy_rows, average, markdown
+from recipes.export_hf import export_student
+from tests.helpers import ASSETS, REPO, run_train, save_llama
 
 FLAVOR = "debugmodel"
 SEQ_LEN = 256  # training.seq_len of baseline_debug.toml

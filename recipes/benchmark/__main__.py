@@ -7,6 +7,7 @@ Other modes:
     python -m recipes.benchmark --estimate-7b                       # per-GPU memory of the 7B student, 8 x 80 GB
     python -m recipes.benchmark --make-teacher DIR --teacher-shape smollm-135m --tokenizer assets/tokenizer
     python -m recipes.benchmark --summarize OUT1 OUT2 ... [--summary-out FILE]   # one table over benchmark.json files
+    python -m recipes.benchmark --loss-diff RUN_A RUN_B     # largest loss difference over 20 steps of two runs
 """
 
 import argparse
@@ -37,11 +38,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     modes.add_argument("--estimate-7b", action="store_true", help="print the 7B per-GPU memory estimate and exit")
     modes.add_argument("--make-teacher", metavar="DIR", help="write a random-weight HF Llama teacher folder and exit")
     modes.add_argument("--summarize", nargs="+", metavar="OUT", help="one table over these benchmark outputs")
+    modes.add_argument("--loss-diff", nargs=2, metavar="RUN", help="largest loss difference of two runs' dump folders")
     parser.add_argument("--teacher-shape", default="smollm-135m", help="shape for --make-teacher")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder copied by --make-teacher")
     parser.add_argument("--summary-out", default=None, help="also write the --summarize Markdown to this file")
     args = parser.parse_args(argv)
-    if not (args.estimate_7b or args.make_teacher or args.summarize) and not (args.baseline and args.let):
+    other_mode = args.estimate_7b or args.make_teacher or args.summarize or args.loss_diff
+    if not other_mode and not (args.baseline and args.let):
         parser.error("--baseline and --let are required to benchmark")
     return args, extra
 
@@ -49,18 +52,23 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def main() -> None:
     args, extra = parse_args(sys.argv[1:])
     if args.estimate_7b:
-        from let_components.memory import format_7b_estimate
+        from ..memory import format_7b_estimate
 
         print(format_7b_estimate())
         return
     if args.make_teacher:
-        from let_components.benchmark import TEACHER_SHAPES, make_random_teacher
+        from .random_teacher import TEACHER_SHAPES, make_random_teacher
 
         folder = make_random_teacher(args.make_teacher, TEACHER_SHAPES[args.teacher_shape], args.tokenizer)
         print(f"random {args.teacher_shape} teacher -> {folder}")
         return
+    if args.loss_diff:
+        from .report import loss_difference
+
+        print(loss_difference(*args.loss_diff))
+        return
     if args.summarize:
-        from let_components.benchmark import format_summary
+        from .report import format_summary
 
         reports = [json.loads((Path(out) / "benchmark.json").read_text()) for out in args.summarize]
         markdown = format_summary(reports)
@@ -69,7 +77,8 @@ def main() -> None:
         print(markdown)
         return
 
-    from let_components.benchmark import BenchmarkSpec, run_benchmark, write_report
+    from .measure import BenchmarkSpec, run_benchmark
+    from .report import write_report
 
     spec = BenchmarkSpec(
         baseline_config=args.baseline, let_config=args.let, steps=args.steps, stop_step=args.stop_step,

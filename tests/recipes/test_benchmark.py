@@ -10,20 +10,12 @@ import sys
 
 import pytest
 import torch
-from conftest import ASSETS, REPO
 
-from let_components.benchmark import (
-    TAGS,
-    TEACHER_SHAPES,
-    aggregate,
-    compare,
-    format_summary,
-    make_random_teacher,
-    phase_steps,
-    run_phase_metrics,
-    spread,
-)
 from let_components.teacher import load_teacher
+from recipes.benchmark.measure import TAGS, aggregate, let_vs_baseline, phase_steps, run_phase_metrics, spread
+from recipes.benchmark.random_teacher import TEACHER_SHAPES, make_random_teacher
+from recipes.benchmark.report import format_summary
+from tests.helpers import ASSETS, REPO
 
 
 def test_phase_steps_drop_warmup_and_the_step_that_frees_the_teacher():
@@ -76,7 +68,7 @@ def test_ratios_come_from_repeat_means_and_the_spread_from_each_alternating_pair
     ]
     results = aggregate(runs)
     assert results["let"]["aligning"]["tokens_per_s"].values == [90.0, 160.0]
-    comparison = compare(results)["aligning"]
+    comparison = let_vs_baseline(results)["aligning"]
     tps = comparison["tokens_per_s_ratio"]
     assert tps.value == pytest.approx(125.0 / 150.0)
     assert tps.per_repeat == pytest.approx([0.9, 0.8])

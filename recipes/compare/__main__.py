@@ -12,7 +12,7 @@ compare.json and compare.png (needs matplotlib: pip install 'let-titan[plot]') i
 import argparse
 import importlib.util
 
-from let_components.compare import write_comparison
+from .report import write_comparison
 
 
 def main() -> None:

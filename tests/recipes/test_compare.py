@@ -1,4 +1,4 @@
-"""let_components/compare.py against hand computations, and recipes/compare.py end to end on synthetic events.
+"""recipes/compare against hand computations, and `python -m recipes.compare` end to end on synthetic events.
 
 The reference curves are linear in the step, so linear interpolation between evaluations is exact and every
 expected number below can be checked by hand: the baseline is L(s) = 6 - 0.01 s (final loss 4.0 at step 200),
@@ -13,22 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
 
-from let_components.compare import (
+from let_components.schedule import alignment_weight
+from recipes.compare.analysis import (
     RunMetrics,
-    compare,
+    compare_runs,
     cumulative_seconds,
     first_crossing,
     infer_log_freq,
     interpolate,
-    markdown_table,
     mean_curve,
     speedup,
     stop_step_from_lambda,
     summarize,
 )
-from let_components.schedule import alignment_weight
+from recipes.compare.report import markdown_table
+from tests.helpers import REPO
 
 EVAL_STEPS = (1, 50, 100, 150, 200)
 LOG_STEPS = (1, *range(10, 201, 10))
@@ -105,7 +105,9 @@ def test_interpolate_maps_steps_to_tokens_and_extends_the_last_segment():
 def test_cumulative_seconds_undoes_torchtitans_division_by_log_freq():
     # step 1 took 0.5 s, steps 2..10 took 2 s, steps 11..20 took 2 s; torchtitan logs each / log_freq
     points = cumulative_seconds({1: 0.05, 10: 0.2, 20: 0.2}, log_freq=10)
-    assert points == pytest.approx([(0, 0), (1, 0.5), (10, 2.5), (20, 4.5)])
+    steps, seconds = zip(*points, strict=True)
+    assert steps == (0, 1, 10, 20)
+    assert seconds == pytest.approx((0, 0.5, 2.5, 4.5))
     assert cumulative_seconds(step_times(let_seconds), LOG_FREQ)[-1][1] == pytest.approx(40 * 1.25 + 160)
 
 
@@ -156,7 +158,7 @@ def test_mean_curve_uses_the_steps_every_seed_evaluated():
 def test_compare_reports_step_token_and_wall_clock_speedup():
     baseline = [run("baseline", line(6.0, 0.01), baseline_seconds)]
     lets = {"let": [run("let", line(6.0, 0.016), let_seconds, stop_step=40)]}
-    comparison = compare(baseline, lets)
+    comparison = compare_runs(baseline, lets)
     target = comparison.target
     assert (target.loss, target.steps) == pytest.approx((4.0, 200.0))
     assert target.tokens == pytest.approx(200 * TOKENS_PER_STEP)
@@ -176,7 +178,7 @@ def test_compare_reports_step_token_and_wall_clock_speedup():
 def test_compare_marks_a_run_that_never_reaches_the_baseline_loss():
     baseline = [run("baseline", line(6.0, 0.01))]
     weak = run("weak", line(6.0, 0.0095))  # final loss 4.1 > 4.0
-    comparison = compare(baseline, {"weak": [weak]})
+    comparison = compare_runs(baseline, {"weak": [weak]})
     result = comparison.groups[1].runs[0]
     assert result.steps_to_target is None and result.speedup is None and result.tokens_to_target is None
     assert result.loss_delta == pytest.approx(0.1)
@@ -189,7 +191,7 @@ def test_compare_over_seeds():
     baseline = [run("b0", line(6.1, 0.01)), run("b1", line(5.9, 0.01))]
     # LET seeds +-0.08: 4.0 is crossed at 100 + 0.48 / 0.8 * 50 = 130 and 100 + 0.32 / 0.8 * 50 = 120
     lets = {"let": [run("l0", line(6.08, 0.016)), run("l1", line(5.92, 0.016))]}
-    comparison = compare(baseline, lets)
+    comparison = compare_runs(baseline, lets)
     assert comparison.target.loss == pytest.approx(4.0)
     assert comparison.target.steps == pytest.approx(200.0)
     base = comparison.groups[0].summary()

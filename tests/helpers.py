@@ -1,14 +1,14 @@
-"""Shared fixtures: tiny random Hugging Face checkpoints (transformers is the test-only reference)."""
+"""Shared test helpers: tiny random Hugging Face checkpoints (transformers is the test-only reference), training runs
+through run_train.sh and reading their logs."""
 
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from recipes.hf_folder import copy_tokenizer_files
+from recipes.run_logs import read_scalars
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "assets"
@@ -27,9 +27,7 @@ def save_llama(folder: Path, tokenizer_dir: Path | None = None, **config_kwargs)
     model = LlamaForCausalLM(LlamaConfig(**{**defaults, **config_kwargs})).eval()
     model.save_pretrained(folder)
     if tokenizer_dir is not None:
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-            if (tokenizer_dir / name).is_file():
-                shutil.copy(tokenizer_dir / name, folder / name)
+        copy_tokenizer_files(tokenizer_dir, folder)
     return folder
 
 
@@ -65,20 +63,7 @@ def let_lines(log: str) -> dict[int, dict[str, float]]:
 
 def tb_scalars(folder: Path, tag: str) -> dict[int, float]:
     """step -> value of one TensorBoard scalar written under `folder` (full float precision)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    values: dict[int, float] = {}
-    for events in sorted(folder.rglob("events.out.tfevents.*")):
-        accumulator = EventAccumulator(str(events))
-        accumulator.Reload()
-        if tag in accumulator.Tags()["scalars"]:
-            values.update({e.step: e.value for e in accumulator.Scalars(tag)})
-    return values
-
-
-@pytest.fixture(scope="session")
-def python() -> str:
-    return sys.executable
+    return read_scalars(folder, (tag,))[tag]
 
 
 def save_tiny_teacher(folder: Path, model_type: str, gpt2_style_tokenizer: bool = False) -> Path:
@@ -101,8 +86,7 @@ def save_tiny_teacher(folder: Path, model_type: str, gpt2_style_tokenizer: bool 
     )
     AutoModelForCausalLM.from_config(config).eval().save_pretrained(folder)
     tokenizer = ASSETS / "tokenizer"
-    for name in ("tokenizer.json", "special_tokens_map.json"):
-        shutil.copy(tokenizer / name, folder / name)
+    copy_tokenizer_files(tokenizer, folder)
     tokenizer_config = json.loads((tokenizer / "tokenizer_config.json").read_text())
     if gpt2_style_tokenizer:
         tokenizer_config["bos_token"] = tokenizer_config["eos_token"]

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
 
-from let_components.memory import (
+from let_components.student import student_args
+from recipes.memory import (
     MemorySetup,
     estimate_memory,
     llama_3_2_1b_config,
@@ -15,7 +15,7 @@ from let_components.memory import (
     teacher_parameters,
     total,
 )
-from let_components.student import student_args
+from tests.helpers import REPO
 
 LLAMA_2_7B_PARAMETERS = 6_738_415_616
 """Published count of Llama-2-7B: the same block shapes as the 7B flavor, untied embeddings, vocab 32000."""

@@ -11,7 +11,6 @@ events (full precision), not from the console.
 """
 
 import importlib.metadata
-import json
 import os
 import shutil
 import statistics
@@ -24,9 +23,11 @@ from typing import Any
 
 import torch
 
-from . import platform
+from let_components import platform
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from ..run_logs import mean_and_std, read_scalars
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ("baseline", "let")
 PHASES = ("aligning", "after")
 # every step logged, to TensorBoard; nothing else (validation, checkpoints) inside the timed steps
@@ -45,7 +46,6 @@ TAGS = {
 MEMORY_METRICS = ("peak_memory_gib", "peak_active_gib")
 # environment that changes what is measured: thread count, device choice
 RECORDED_ENV = ("OMP_NUM_THREADS", "NGPU", "CUDA_VISIBLE_DEVICES")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 @dataclass
@@ -109,8 +109,8 @@ class Spread:
 
 
 def spread(values: list[float]) -> Spread:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return Spread(statistics.fmean(values), min(values), max(values), std, list(values))
+    mean, std = mean_and_std(values)
+    return Spread(mean, min(values), max(values), std, list(values))
 
 
 def run_phase_metrics(scalars: dict[str, dict[int, float]], steps: list[int]) -> dict[str, float]:
@@ -134,16 +134,16 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Sprea
     """config -> phase -> metric -> Spread over repeats, from the per-run numbers (in repeat order)."""
     results: dict[str, dict[str, dict[str, Spread]]] = {}
     for config in CONFIGS:
-        mine = sorted((r for r in runs if r["config"] == config), key=lambda r: r["repeat"])
+        repeats = sorted((r for r in runs if r["config"] == config), key=lambda r: r["repeat"])
         results[config] = {
-            phase: {metric: spread([r["phases"][phase][metric] for r in mine]) for metric in TAGS}
+            phase: {metric: spread([r["phases"][phase][metric] for r in repeats]) for metric in TAGS}
             for phase in PHASES
         }
     return results
 
 
 @dataclass
-class Comparison:
+class Ratio:
     """LET against baseline for one metric: `value` from the means, `per_repeat` from each alternating pair."""
 
     value: float
@@ -152,17 +152,17 @@ class Comparison:
     max: float
 
 
-def ratio(let: Spread, baseline: Spread) -> Comparison:
+def ratio(let: Spread, baseline: Spread) -> Ratio:
     per_repeat = [a / b for a, b in zip(let.values, baseline.values, strict=True)]
-    return Comparison(let.mean / baseline.mean, per_repeat, min(per_repeat), max(per_repeat))
+    return Ratio(let.mean / baseline.mean, per_repeat, min(per_repeat), max(per_repeat))
 
 
-def delta(let: Spread, baseline: Spread) -> Comparison:
+def delta(let: Spread, baseline: Spread) -> Ratio:
     per_repeat = [a - b for a, b in zip(let.values, baseline.values, strict=True)]
-    return Comparison(let.mean - baseline.mean, per_repeat, min(per_repeat), max(per_repeat))
+    return Ratio(let.mean - baseline.mean, per_repeat, min(per_repeat), max(per_repeat))
 
 
-def compare(results: dict[str, dict[str, dict[str, Spread]]]) -> dict[str, dict[str, Comparison]]:
+def let_vs_baseline(results: dict[str, dict[str, dict[str, Spread]]]) -> dict[str, dict[str, Ratio]]:
     """phase -> tokens/s and step-time ratios, peak reserved and active memory deltas (GiB), LET vs baseline."""
     let, baseline = results["let"], results["baseline"]
     return {
@@ -207,20 +207,6 @@ def run_training(args: list[str], log_file: Path, ngpu: int | None) -> float:
     return time.perf_counter() - start
 
 
-def read_scalars(folder: Path) -> dict[str, dict[int, float]]:
-    """metric -> step -> value from the TensorBoard events under `folder`."""
-    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
-
-    scalars: dict[str, dict[int, float]] = {metric: {} for metric in TAGS}
-    for events in sorted(folder.rglob("events.out.tfevents.*")):
-        accumulator = EventAccumulator(str(events), size_guidance={SCALARS: 0})
-        accumulator.Reload()
-        for metric, tag in TAGS.items():
-            if tag in accumulator.Tags()["scalars"]:
-                scalars[metric].update({e.step: e.value for e in accumulator.Scalars(tag)})
-    return scalars
-
-
 def measure_run(spec: BenchmarkSpec, config: str, repeat: int, measured: dict[str, list[int]]) -> dict[str, Any]:
     # absolute: run_train.sh runs in the repository root, this process may not
     dump_folder = Path(spec.out).resolve() / "runs" / f"{config}_{repeat}"
@@ -230,7 +216,8 @@ def measure_run(spec: BenchmarkSpec, config: str, repeat: int, measured: dict[st
     wall_s = run_training(train_args(spec, config, dump_folder), log_file, spec.ngpu)
     if config == "let" and "teacher released" not in log_file.read_text():
         raise RuntimeError(f"{log_file}: the LET run never released its teacher; is [let] enable = true?")
-    scalars = read_scalars(dump_folder)
+    by_tag = read_scalars(dump_folder, tuple(TAGS.values()))
+    scalars = {metric: by_tag[tag] for metric, tag in TAGS.items()}
     phases = {phase: run_phase_metrics(scalars, steps) for phase, steps in measured.items()}
     run = {"config": config, "repeat": repeat, "dump_folder": str(dump_folder), "wall_s": wall_s, "phases": phases}
     print(
@@ -270,7 +257,7 @@ def time_teacher(job_config, iters: int = 20, warmup: int = 3) -> TeacherTiming:
     The teacher is built by the trainer's own `build_teacher` (dtype and compile policy). GPU time is read with CUDA
     events (the host returns before the kernels finish); CPU time with perf_counter.
     """
-    from .trainer import build_teacher, teacher_compiled
+    from let_components.teacher import build_teacher, teacher_compiled
 
     training = job_config.training
     device = torch.device("cpu") if platform.on_cpu() else torch.accelerator.current_accelerator()
@@ -360,7 +347,7 @@ def run_benchmark(spec: BenchmarkSpec) -> dict[str, Any]:
         "measured_steps": measured,
         "runs": runs,
         "results": {c: {p: {m: asdict(s) for m, s in ms.items()} for p, ms in ps.items()} for c, ps in results.items()},
-        "comparison": {p: {m: asdict(c) for m, c in cs.items()} for p, cs in compare(results).items()},
+        "comparison": {p: {m: asdict(c) for m, c in cs.items()} for p, cs in let_vs_baseline(results).items()},
         "teacher": None,
     }
     if spec.teacher_timing:
@@ -370,206 +357,3 @@ def run_benchmark(spec: BenchmarkSpec) -> dict[str, Any]:
     return report
 
 
-def write_report(report: dict[str, Any], out: str | Path) -> str:
-    """benchmark.json + benchmark.md in `out`; returns the Markdown."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "benchmark.json").write_text(json.dumps(report, indent=2))
-    markdown = format_markdown(report)
-    (out / "benchmark.md").write_text(markdown)
-    return markdown
-
-
-# ---- Markdown ----------------------------------------------------------------------------------------------
-
-
-def _with_range(s: dict[str, Any], fmt: str) -> str:
-    if len(s["values"]) == 1:
-        return format(s["mean"], fmt)
-    return f"{format(s['mean'], fmt)} ({format(s['min'], fmt)}..{format(s['max'], fmt)})"
-
-
-def _comparison(c: dict[str, Any], fmt: str) -> str:
-    if len(c["per_repeat"]) == 1:
-        return format(c["value"], fmt)
-    return f"{format(c['value'], fmt)} ({format(c['min'], fmt)}..{format(c['max'], fmt)})"
-
-
-def _step_range(steps: list[int]) -> str:
-    if not steps:
-        return "none"
-    return f"{steps[0]}-{steps[-1]}" if len(steps) > 1 else str(steps[0])
-
-
-def _env_prefix(meta: dict[str, Any]) -> str:
-    return "".join(f"{key}={value} " for key, value in meta.get("env", {}).items())
-
-
-def format_markdown(report: dict[str, Any]) -> str:
-    meta, spec, measured = report["meta"], report["spec"], report["measured_steps"]
-    lines = [
-        f"### LET vs baseline throughput{': ' + report['label'] if report['label'] else ''}",
-        "",
-        f"- device: {meta['device']}; torch {meta['torch']}; torchtitan {meta['torchtitan']}; {meta['date']}",
-        f"- command: `{_env_prefix(meta)}{meta['command']}`" if meta["command"] else "- command: (library call)",
-        f"- baseline `{spec['baseline_config']}`, LET `{spec['let_config']}`"
-        + (f", both with `{' '.join(spec['extra_args'])}`" if spec["extra_args"] else ""),
-        f"- {spec['steps']} steps per run, LET stop_step {spec['stop_step']}; warm-up step(s) "
-        f"{_step_range(list(range(1, spec['warmup'] + 1)))} and step {spec['stop_step'] + 1} (teacher freed) are not "
-        f"measured; {spec['repeats']} repeat(s), baseline and LET alternating",
-        "- per run: median over its measured steps (peak memory: max); shown: mean (min..max) over repeats",
-        f"- 1-min load average {meta['load_average_1min']:.2f} before, {meta['load_average_1min_after']:.2f} after",
-        "",
-        "| config | phase (steps) | tokens/s | step ms | MFU % | peak reserved GiB | peak active GiB |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for config in CONFIGS:
-        for phase in PHASES:
-            r = report["results"][config][phase]
-            lines.append(
-                f"| {'LET' if config == 'let' else config} | {phase} ({_step_range(measured[phase])}) "
-                f"| {_with_range(r['tokens_per_s'], ',.0f')} | {_with_range(r['step_ms'], '.1f')} "
-                f"| {_with_range(r['mfu_pct'], '.2f')} | {_with_range(r['peak_memory_gib'], '.2f')} "
-                f"| {_with_range(r['peak_active_gib'], '.2f')} |"
-            )
-    lines += ["", "| LET / baseline | aligning | after |", "|---|---:|---:|"]
-    comparison = report["comparison"]
-    for key, name, fmt in (
-        ("tokens_per_s_ratio", "tokens/s ratio", ".3f"),
-        ("step_ms_ratio", "step time ratio", ".3f"),
-        ("peak_memory_delta_gib", "peak reserved memory delta GiB", "+.2f"),
-        ("peak_active_delta_gib", "peak active memory delta GiB", "+.2f"),
-    ):
-        lines.append(f"| {name} | {_comparison(comparison['aligning'][key], fmt)} "
-                     f"| {_comparison(comparison['after'][key], fmt)} |")
-    teacher = report["teacher"]
-    lines.append("")
-    if teacher:
-        lines.append(
-            f"Teacher forward alone: {teacher['ms_per_step']:.2f} ms/step (batch {teacher['local_batch_size']} x "
-            f"{teacher['seq_len']}, {teacher['dtype']}, {'compiled' if teacher['compiled'] else 'eager'}, "
-            f"{teacher['device']}; median of {teacher['iters']} after {teacher['warmup']} warm-up) = "
-            f"{100 * teacher['share_of_let_aligning_step']:.2f}% of a LET aligning step."
-        )
-    lines.append(f"Memory: {meta['memory_metric']}." + (f" {meta['mfu_note']}." if meta["mfu_note"] else ""))
-    return "\n".join(lines) + "\n"
-
-
-def format_summary(reports: list[dict[str, Any]]) -> str:
-    """One table over several benchmark reports (one row per check), for recipes/gpu_checks.sh and the docs."""
-    lines = [
-        "| check | baseline tokens/s | LET tokens/s aligning | LET/baseline aligning | LET/baseline after "
-        "| baseline MFU % | peak GiB baseline / LET | teacher ms/step |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for report in reports:
-        base, let, comparison = report["results"]["baseline"], report["results"]["let"], report["comparison"]
-        teacher = report["teacher"]
-        lines.append(
-            f"| {report['label'] or report['spec']['let_config']} "
-            f"| {_with_range(base['aligning']['tokens_per_s'], ',.0f')} "
-            f"| {_with_range(let['aligning']['tokens_per_s'], ',.0f')} "
-            f"| {_comparison(comparison['aligning']['tokens_per_s_ratio'], '.3f')} "
-            f"| {_comparison(comparison['after']['tokens_per_s_ratio'], '.3f')} "
-            f"| {base['aligning']['mfu_pct']['mean']:.1f} "
-            f"| {base['aligning']['peak_memory_gib']['mean']:.2f} / {let['aligning']['peak_memory_gib']['mean']:.2f} "
-            f"| {format(teacher['ms_per_step'], '.2f') if teacher else '-'} |"
-        )
-    first = reports[0]["meta"] if reports else {}
-    header = (
-        f"device: {first.get('device', '?')}; torch {first.get('torch', '?')}; "
-        f"torchtitan {first.get('torchtitan', '?')}; {first.get('date', '?')}\n\n"
-    )
-    return header + "\n".join(lines) + "\n"
-
-
-# ---- a random teacher of a real model's shape --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TeacherShape:
-    """The config.json numbers of an HF Llama teacher; weights do not matter for cost measurements."""
-
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    vocab_size: int
-    tie_word_embeddings: bool = True
-    rope_theta: float = 10000.0
-    max_position_embeddings: int = 2048
-    rms_norm_eps: float = 1e-5
-    rope_scaling: dict[str, Any] | None = None
-
-    def hf_config(self) -> dict[str, Any]:
-        config = {
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
-            "hidden_act": "silu",
-            "torch_dtype": "bfloat16",
-            **{k: v for k, v in asdict(self).items() if v is not None},
-        }
-        return config
-
-
-TEACHER_SHAPES = {
-    "smollm-135m": TeacherShape(576, 1536, 30, 9, 3, 49152),
-    "llama-3.2-1b": TeacherShape(
-        2048, 8192, 16, 32, 8, 128256, rope_theta=500000.0, max_position_embeddings=131072,
-        rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 8192},
-    ),
-    # the size of tests/conftest.py's tiny teacher: for CPU dry runs
-    "debug": TeacherShape(128, 352, 2, 4, 4, 4096),
-}
-
-
-def hf_llama_state_dict(shape: TeacherShape, dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> dict:
-    """HF LlamaForCausalLM tensor names and shapes, weights ~ N(0, 0.02), norm weights 1."""
-    generator = torch.Generator().manual_seed(seed)
-    d, head_dim = shape.hidden_size, shape.hidden_size // shape.num_attention_heads
-    kv = shape.num_key_value_heads * head_dim
-
-    def normal(*size: int) -> torch.Tensor:
-        return (torch.randn(*size, generator=generator) * 0.02).to(dtype)
-
-    state_dict = {
-        "model.embed_tokens.weight": normal(shape.vocab_size, d),
-        "model.norm.weight": torch.ones(d, dtype=dtype),
-    }
-    for i in range(shape.num_hidden_layers):
-        prefix = f"model.layers.{i}."
-        state_dict |= {
-            prefix + "self_attn.q_proj.weight": normal(d, d),
-            prefix + "self_attn.k_proj.weight": normal(kv, d),
-            prefix + "self_attn.v_proj.weight": normal(kv, d),
-            prefix + "self_attn.o_proj.weight": normal(d, d),
-            prefix + "mlp.gate_proj.weight": normal(shape.intermediate_size, d),
-            prefix + "mlp.up_proj.weight": normal(shape.intermediate_size, d),
-            prefix + "mlp.down_proj.weight": normal(d, shape.intermediate_size),
-            prefix + "input_layernorm.weight": torch.ones(d, dtype=dtype),
-            prefix + "post_attention_layernorm.weight": torch.ones(d, dtype=dtype),
-        }
-    if not shape.tie_word_embeddings:
-        state_dict["lm_head.weight"] = normal(shape.vocab_size, d)
-    return state_dict
-
-
-def make_random_teacher(folder: str | Path, shape: TeacherShape, tokenizer_dir: str | Path | None = None) -> Path:
-    """An HF Llama folder (config.json + model.safetensors + tokenizer files) with random weights.
-
-    Written with torch + safetensors only (no transformers), so a bare GPU machine can build the benchmark's
-    teacher. The tokenizer must not emit ids beyond `shape.vocab_size` (the trainer checks).
-    """
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(shape.hf_config(), indent=2))
-    save_file(hf_llama_state_dict(shape), str(folder / "model.safetensors"), metadata={"format": "pt"})
-    if tokenizer_dir is not None:
-        for name in TOKENIZER_FILES:
-            if (Path(tokenizer_dir) / name).is_file():
-                shutil.copy(Path(tokenizer_dir) / name, folder / name)
-    return folder

@@ -1,0 +1,25 @@
+"""The teacher as a training run holds it: dtype and compile policy, shared by the trainer and the benchmark."""
+
+import torch
+from torchtitan.config import TORCH_DTYPE_MAP, JobConfig
+
+from .. import platform
+from .loader import load_teacher
+from .registry import TeacherModel, TeacherOptions
+
+
+def teacher_compiled(job_config: JobConfig) -> bool:
+    """The teacher is compiled where the student is: torch.compile on, and let.teacher_compile."""
+    return job_config.compile.enable and job_config.let.teacher_compile
+
+
+def build_teacher(job_config: JobConfig, device: torch.device, attn_type: str = "sdpa") -> TeacherModel:
+    """The frozen teacher: float32 on CPU, let.teacher_dtype (bf16) on an accelerator, compiled with the
+    student's backend when `teacher_compiled`."""
+    let = job_config.let
+    dtype = torch.float32 if platform.on_cpu() else TORCH_DTYPE_MAP[let.teacher_dtype]
+    options = TeacherOptions(layer=let.teacher_layer, max_seq_len=job_config.training.seq_len, attn_type=attn_type)
+    teacher = load_teacher(let.teacher_path, device, dtype, options)
+    if teacher_compiled(job_config):
+        teacher = torch.compile(teacher, backend=job_config.compile.backend)
+    return teacher

@@ -1,0 +1,53 @@
+"""Building blocks shared by the hand-written teachers (GPT-NeoX, OPT) and the LM head every teacher reads once."""
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention.flex_attention import BlockMask
+from torchtitan.models.attention import FlexAttentionWrapper, ScaledDotProductAttentionWrapper
+
+from ..config import LETConfigError
+
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "gelu_new": partial(F.gelu, approximate="tanh"),
+    "gelu_fast": partial(F.gelu, approximate="tanh"),
+    "gelu_pytorch_tanh": partial(F.gelu, approximate="tanh"),
+}
+
+
+def activation(name: str, key: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if name not in _ACTIVATIONS:
+        raise LETConfigError(f"teacher config {key}={name!r}: supported are {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]
+
+
+def inner_attention(attn_type: str) -> nn.Module:
+    """torchtitan's kernel wrapper for the student's attn_type, chosen as llama3's Attention chooses it."""
+    match attn_type:
+        case "sdpa":
+            return ScaledDotProductAttentionWrapper()
+        case "flex":
+            return FlexAttentionWrapper()
+    raise LETConfigError(f"attn_type={attn_type!r}: teachers other than llama support 'sdpa' and 'flex'")
+
+
+def attend(inner: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_masks: Any,
+           scale: float | None = None) -> torch.Tensor:
+    """Causal attention on [B, H, S, D]: sdpa's is_causal, or flex with the student's (block-causal) BlockMask."""
+    if isinstance(inner, FlexAttentionWrapper):
+        assert isinstance(attention_masks, BlockMask), attention_masks
+        return inner(q, k, v, block_mask=attention_masks, scale=scale)
+    assert attention_masks is None
+    return inner(q, k, v, scale=scale)
+
+
+def lm_head_logits(teacher: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits off the teacher's `output` head, or off its embedding when the checkpoint ties them (no lm_head)."""
+    weight = teacher.output.weight if teacher.output is not None else teacher.tok_embeddings.weight
+    return hidden @ weight.t()
