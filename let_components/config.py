@@ -27,6 +27,10 @@ class LET:
     teacher_compile: bool = True
     """torch.compile the teacher forward (used only where the student is compiled too)."""
 
+    teacher_compile_mode: Literal["default", "reduce-overhead"] = "default"
+    """torch.compile mode of the teacher: reduce-overhead replays its forward as CUDA graphs (fixed shapes, GPU,
+    inductor backend); their memory pool is freed with the teacher at stop_step."""
+
     student_layer: int = 1
     """k: 0-based student block whose OUTPUT is aligned (transformers' hidden_states[k+1])."""
 
@@ -90,7 +94,7 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> None:
     let, training, parallelism = job_config.let, job_config.training, job_config.parallelism
     if let.lambda_0 < 0:
         raise LETConfigError(f"let.lambda_0={let.lambda_0}: must be >= 0 (the paper uses 0.1)")
-    for key in ("schedule", "projection", "teacher_dtype"):
+    for key in ("schedule", "projection", "teacher_dtype", "teacher_compile_mode"):
         value, valid = getattr(let, key), valid_choices(LET, key)
         if value not in valid:
             raise LETConfigError(f"let.{key}={value!r}: valid are {', '.join(valid)}")
@@ -110,6 +114,14 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> None:
             raise LETConfigError(
                 f"parallelism.{key}={degree}: not supported with LET yet (the block-k alignment needs the whole "
                 "sequence and hidden state on one rank); use FSDP/HSDP (data_parallel_*_degree) or let.enable=false"
+            )
+    if let.teacher_compile_mode != "default":
+        compile_config = job_config.compile
+        if not (compile_config.enable and let.teacher_compile and compile_config.backend == "inductor"):
+            raise LETConfigError(
+                f"let.teacher_compile_mode={let.teacher_compile_mode!r}: needs a compiled teacher with inductor "
+                f"(compile.enable=true, let.teacher_compile=true, compile.backend='inductor'; here "
+                f"{compile_config.enable}, {let.teacher_compile}, {compile_config.backend!r}); or use 'default'"
             )
     if not let.teacher_path:
         raise LETConfigError(

@@ -31,7 +31,15 @@ from .config import (
 from .loss import build_alignment_loss
 from .schedule import alignment_weight
 from .student import SPEC_NAME
-from .teacher import TeacherModel, build_teacher, check_teacher, keep_teacher_config, teacher_compiled
+from .teacher import (
+    TeacherModel,
+    build_teacher,
+    check_teacher,
+    keep_teacher_config,
+    release_cuda_graphs,
+    teacher_compiled,
+    uses_cuda_graphs,
+)
 from .tokenizer import check_tokenizer
 
 RUN_RECORD = "let_run.json"
@@ -50,6 +58,7 @@ class LETTrainer(Trainer):
         super().__init__(job_config)
         self.teacher = None
         self._teacher_sanity_pending = False
+        self._teacher_cuda_graphs = uses_cuda_graphs(job_config)
         self.alignment_weight = 0.0
         if not self.let.enable:
             return
@@ -75,7 +84,8 @@ class LETTrainer(Trainer):
             self.teacher = self._load_teacher()
         elif self.alignment_weight == 0 and self.teacher is not None:
             self._release_teacher()
-        self._alignment_sum.zero_()
+        if self.alignment_weight > 0:
+            self._alignment_sum.zero_()
         super().train_step(data_iterator)
         if self.metrics_processor.should_log(self.step):
             self._log_alignment()
@@ -90,6 +100,9 @@ class LETTrainer(Trainer):
         inputs, labels, extra_inputs, extra_kwargs = self.post_dataloading_process(input_dict, labels)
         with self.train_context():
             with torch.no_grad():
+                if self._teacher_cuda_graphs:
+                    # each micro-batch's teacher output is consumed before the next replay overwrites it
+                    torch.compiler.cudagraph_mark_step_begin()
                 teacher_hidden = self.teacher(inputs, extra_kwargs.get("attention_masks"))
                 if self._teacher_sanity_pending:
                     self._log_teacher_loss(teacher_hidden, labels)
@@ -112,9 +125,10 @@ class LETTrainer(Trainer):
         start = time.perf_counter()
         teacher = build_teacher(self.job_config, self.device, getattr(self.model_args, "attn_type", "sdpa"))
         self._teacher_sanity_pending = self.let.teacher_layer == -1
+        graphs = " (CUDA graphs)" if self._teacher_cuda_graphs else ""
         logger.info(
             f"[LET] teacher loaded at step {self.step}: {sum(p.numel() for p in teacher.parameters()):,} "
-            f"parameters, {next(teacher.parameters()).dtype}, compiled={teacher_compiled(self.job_config)}, "
+            f"parameters, {next(teacher.parameters()).dtype}, compiled={teacher_compiled(self.job_config)}{graphs}, "
             f"{time.perf_counter() - start:.1f}s"
         )
         return teacher
@@ -135,11 +149,19 @@ class LETTrainer(Trainer):
             )
 
     def _release_teacher(self) -> None:
+        reserved_before = self._reserved_gib()
         self.teacher = None
         gc.collect()
+        if self._teacher_cuda_graphs:
+            release_cuda_graphs()
         if not platform.on_cpu():
             utils.device_module.empty_cache()
-        logger.info(f"[LET] alignment finished after step {self.let.stop_step}: teacher released")
+        memory = "" if platform.on_cpu() else f" ({reserved_before:.2f} -> {self._reserved_gib():.2f} GiB reserved)"
+        logger.info(f"[LET] alignment finished after step {self.let.stop_step}: teacher released{memory}")
+
+    @staticmethod
+    def _reserved_gib() -> float:
+        return 0.0 if platform.on_cpu() else utils.device_module.memory_reserved() / 2**30
 
     # ---- checks and logging ------------------------------------------------------------------------------
 

@@ -95,6 +95,11 @@ check() {
   for log in "$WORK/$label"/runs/*/train.log; do
     [ -f "$log" ] && cp "$log" "$REPORTS/$label/$(basename "$(dirname "$log")").log"
   done
+  local let_log=$WORK/$label/runs/let_1/train.log
+  if [ -f "$let_log" ]; then
+    NOTES+=("$label: $(grep -o 'teacher loaded.*' "$let_log" | head -1 || true); \
+$(grep -o 'alignment finished.*' "$let_log" | head -1 || true)")
+  fi
   if [ "$status" -eq 0 ]; then
     DONE+=("$WORK/$label")
   else
@@ -108,15 +113,16 @@ check() {
 if wants correct; then
   echo "[gpu_checks] correct (${SECONDS}s elapsed)"
   log=$REPORTS/correct.log
-  if ./run_train.sh --job.dump_folder "$WORK/correct" "${CORRECT[@]}" > "$log" 2>&1; then
-    NOTES+=("correct: $(grep -c '\[LET\] step:' "$log") [LET] lines; $(grep -o 'teacher loaded.*' "$log" | head -1)")
-    NOTES+=("correct: $(grep -o 'alignment finished.*' "$log" | head -1)")
-    NOTES+=("correct: last loss line: $(grep -o 'step: *[0-9]* *loss: *[0-9.naninf-]*' "$log" | tail -1)")
-    grep -qiE 'loss: *(nan|inf)' "$log" && NOTES+=("FAILED correct: a non-finite loss in $log")
-  else
-    NOTES+=("FAILED correct (exit $?): see $log")
+  if ./run_train.sh --job.dump_folder "$WORK/correct" "${CORRECT[@]}" > "$log.raw" 2>&1; then status=0; else status=$?; fi
+  sed 's/\x1b\[[0-9;]*m//g' "$log.raw" > "$log" && rm "$log.raw"
+  last() { grep -oE "$1" "$log" | tail -1 || true; }
+  NOTES+=("correct (exit $status): $(grep -c '\[LET\] step:' "$log" || true) [LET] lines; $(last 'teacher loaded.*')")
+  NOTES+=("correct: $(last 'alignment finished.*')")
+  NOTES+=("correct: last training line: $(last 'step: *[0-9]+ +loss: *[^ ]+')")
+  if [ "$status" -ne 0 ] || grep -qiE 'loss: *-?(nan|inf)' "$log"; then
+    NOTES+=("FAILED correct: exit $status or a non-finite loss; see $log")
   fi
-  echo "[gpu_checks] ${NOTES[-1]}"
+  printf '[gpu_checks] %s\n' "${NOTES[@]}"
 fi
 
 # 2. the cost of LET at the paper's size (the setup of the H200 numbers in LET_METHOD.md: compile, no AC)

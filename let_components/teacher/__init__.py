@@ -6,7 +6,7 @@ compile policy of a run (build.py) each live in one place.
 """
 
 from . import gpt_neox, llama, opt  # noqa: F401  (register model_types "gpt_neox", "llama", "opt")
-from .build import build_teacher, teacher_compiled
+from .build import build_teacher, release_cuda_graphs, teacher_compiled, uses_cuda_graphs
 from .checkpoint import TEACHER_CONFIG_COPY, keep_teacher_config, read_hf_config, teacher_config
 from .checks import check_teacher
 from .loader import load_teacher, teacher_architecture
@@ -24,7 +24,9 @@ __all__ = [
     "load_teacher",
     "read_hf_config",
     "register_teacher",
+    "release_cuda_graphs",
     "teacher_architecture",
     "teacher_compiled",
     "teacher_config",
+    "uses_cuda_graphs",
 ]

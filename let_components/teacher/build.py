@@ -21,5 +21,21 @@ def build_teacher(job_config: JobConfig, device: torch.device, attn_type: str = 
     options = TeacherOptions(layer=let.teacher_layer, max_seq_len=job_config.training.seq_len, attn_type=attn_type)
     teacher = load_teacher(let.teacher_path, device, dtype, options)
     if teacher_compiled(job_config):
-        teacher = torch.compile(teacher, backend=job_config.compile.backend)
+        if let.teacher_compile_mode == "default":
+            teacher = torch.compile(teacher, backend=job_config.compile.backend)
+        else:
+            teacher = torch.compile(teacher, backend=job_config.compile.backend, mode=let.teacher_compile_mode)
     return teacher
+
+
+def uses_cuda_graphs(job_config: JobConfig) -> bool:
+    """The teacher forward is replayed as CUDA graphs (torch.compile mode reduce-overhead)."""
+    return teacher_compiled(job_config) and job_config.let.teacher_compile_mode == "reduce-overhead"
+
+
+def release_cuda_graphs() -> None:
+    """Free the CUDA-graph memory pool that outlives `del teacher`. Only the teacher runs under CUDA graphs
+    (torchtitan compiles the student without them), so the student's compiled code is untouched."""
+    from torch._inductor.cudagraph_trees import reset_cudagraph_trees
+
+    reset_cudagraph_trees()
