@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from torchtitan.config import ConfigManager
 
-from let_components.config import LETConfigError, check_let_config, latest_checkpoint_step
+from let_components.config import LET, LETConfigError, check_let_config, latest_checkpoint_step, valid_choices
+from let_components.schedule import SCHEDULES
 from let_components.student import student_args
 
 CONFIGS = Path(__file__).resolve().parent.parent / "train_configs"
@@ -48,12 +49,22 @@ def test_let_configs_state_layer_and_stop_step_and_pass_the_checks(name):
         (("--parallelism.pipeline_parallel_degree", "2"), "parallelism.pipeline_parallel_degree=2"),
         (("--parallelism.context_parallel_degree", "2"), "parallelism.context_parallel_degree=2"),
         (("--let.teacher_path", ""), "let.teacher_path is empty"),
+        (("--let.teacher_compile_mode", "reduce-overhead"), "let.teacher_compile_mode='reduce-overhead': needs a"),
     ],
 )
 def test_bad_values_raise_one_line_errors_naming_the_key(args, message):
     with pytest.raises(LETConfigError, match=message) as error:
         check_let_config(_parse("let_debug", *args), 6)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("key, value", [("schedule", "step"), ("projection", "mlp"), ("teacher_dtype", "float16")])
+def test_choices_come_from_the_literal_annotations(key, value):
+    assert valid_choices(LET, "schedule") == SCHEDULES == ("linear", "constant", "cosine")
+    job_config = _parse("let_debug")
+    setattr(job_config.let, key, value)
+    with pytest.raises(LETConfigError, match=f"let.{key}='{value}': valid are {', '.join(valid_choices(LET, key))}$"):
+        check_let_config(job_config, 6)
 
 
 def test_resume_step_is_read_from_checkpoint_folders(tmp_path):
