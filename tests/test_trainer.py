@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from recipes.run_logs import read_run_record
 from tests.helpers import ASSETS, let_lines, run_train, save_llama, save_tiny_teacher, tb_scalars
 
 LET_DEBUG = "train_configs/let_debug.toml"
@@ -38,6 +39,8 @@ def test_alignment_runs_stop_steps_then_teacher_is_released(tmp_path, ngpu, proj
     lambdas = tb_scalars(tmp_path, "let/lambda")
     assert [lambdas[s] for s in range(5, 9)] == [0.0] * 4
     assert sorted(_losses(tmp_path)) == list(range(1, 9))
+    record = read_run_record(tmp_path)
+    assert (record["stop_step"], record["projection"], record["training_steps"]) == (4, projection, 8)
     if ngpu == 2:
         assert "Applied FSDP to the model" in log
 

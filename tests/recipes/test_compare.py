@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from let_components.schedule import alignment_weight
+from let_components.trainer import RUN_RECORD
 from recipes.compare.analysis import (
     RunMetrics,
     compare_runs,
@@ -258,3 +259,27 @@ def test_cli_compares_dump_folders_end_to_end(tmp_path):
     assert groups["baseline"]["runs"][0]["stop_step"] is None
     assert (out / "compare.md").read_text() in result.stdout
     assert (out / "compare.png").stat().st_size > 10_000
+
+
+def test_read_run_takes_stop_step_from_the_run_record_over_the_logged_lambda(tmp_path):
+    from recipes.compare.runs import read_run
+
+    folder = write_dump_folder(tmp_path / "let", line(6.0, 0.016), let_seconds, stop_step=40)
+    assert read_run(folder).stop_step == 40  # a run from before the record: read off let/lambda
+    # the constant schedule leaves lambda flat, so only the record can say 45 (logged every 10 steps)
+    (folder / RUN_RECORD).write_text(json.dumps({"enable": True, "stop_step": 45, "schedule": "constant"}))
+    assert read_run(folder).stop_step == 45
+    (folder / RUN_RECORD).write_text(json.dumps({"enable": False, "stop_step": 45}))
+    assert read_run(folder).stop_step is None
+
+
+def test_difference_curve_is_run_minus_baseline_mean_with_seed_spread():
+    from recipes.compare.report import difference_curve
+
+    baseline = [RunMetrics("b0", line(6.0, 0.01)), RunMetrics("b1", line(6.2, 0.01))]  # mean 6.1 - 0.01 s
+    runs = [RunMetrics("l0", line(6.0, 0.012)), RunMetrics("l1", line(6.0, 0.014))]
+    curve = difference_curve(runs, baseline)
+    assert [step for step, _, _ in curve] == list(EVAL_STEPS)
+    for step, mean, std in curve:
+        assert mean == pytest.approx(-0.1 - 0.003 * step)  # (6 - 0.013 s) - (6.1 - 0.01 s)
+        assert std == pytest.approx(0.002 * step / math.sqrt(2))
