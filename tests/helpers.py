@@ -104,3 +104,44 @@ def assert_final_state_matches(model, teacher, tokens):
         torch.testing.assert_close(hidden, ref.hidden_states[-1], atol=1e-4, rtol=0)
         torch.testing.assert_close(teacher.logits(hidden), ref.logits, atol=1e-4, rtol=0)
     return hidden
+
+
+BROKEN_TEACHERS = ("nan weight", "inf weight", "truncated safetensors", "invalid json", "shape mismatch",
+                   "missing tokenizer", "missing tensor", "missing shard")
+
+
+def broken_teacher(folder: Path, kind: str) -> Path:
+    """A copy of the tiny pretrained teacher broken in one way (a name of BROKEN_TEACHERS)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(ASSETS / "teacher_debug", folder)
+    weights = folder / "model.safetensors"
+    state_dict = load_file(weights)
+    if kind in ("nan weight", "inf weight"):
+        name = "model.layers.1.mlp.down_proj.weight" if kind == "nan weight" else "model.norm.weight"
+        state_dict[name].view(-1)[3] = float("nan" if kind == "nan weight" else "inf")
+        save_file(state_dict, weights, metadata={"format": "pt"})
+    elif kind == "truncated safetensors":
+        with open(weights, "r+b") as handle:
+            handle.truncate(weights.stat().st_size // 2)
+    elif kind == "invalid json":
+        (folder / "config.json").write_text('{"model_type": "llama", "hidden_size": 128,')
+    elif kind == "shape mismatch":
+        config = json.loads((folder / "config.json").read_text())
+        rewrite_config(folder, intermediate_size=2 * config["intermediate_size"])
+    elif kind == "missing tokenizer":
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            (folder / name).unlink()
+    elif kind == "missing tensor":
+        del state_dict["model.layers.2.self_attn.v_proj.weight"]
+        save_file(state_dict, weights, metadata={"format": "pt"})
+    elif kind == "missing shard":
+        shards = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+        index = {"weight_map": {name: shards[i % 2] for i, name in enumerate(state_dict)}}
+        weights.rename(folder / shards[0])
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    else:
+        raise ValueError(kind)
+    return folder

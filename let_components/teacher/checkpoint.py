@@ -153,25 +153,21 @@ def load_hf_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 TEACHER_FINGERPRINT = "let_teacher_fingerprint.json"
 """What the teacher folder held when the run started, in its dump folder: a resume compares against it."""
-_SAMPLE_BYTES = 1 << 20
 
 
 def teacher_fingerprint(path: str | os.PathLike) -> dict[str, str]:
-    """file name -> size and sha256 of config.json and of each weight file's header plus its first and last MiB.
+    """file name -> size and sha256 of config.json and of each weight file.
 
-    A different checkpoint at the same path changes the sampled weights (the header alone would not: same
-    architecture, same shapes); a copied or moved folder keeps it. Reads a few MiB however large the teacher.
+    The whole content, not the header: another checkpoint of the same architecture has the same header, and a
+    fine-tune may change only some tensors. A copied or moved folder keeps it (no mtimes). About 1 s per GB.
     """
-    fingerprint = {"config.json": hashlib.sha256((Path(path) / "config.json").read_bytes()).hexdigest()}
-    for file in weight_files(path):
-        size, digest = file.stat().st_size, hashlib.sha256()
+    fingerprint = {}
+    for file in [Path(path) / "config.json", *weight_files(path)]:
+        digest = hashlib.sha256()
         with open(file, "rb") as handle:
-            header_len = 8 + int.from_bytes(handle.read(8), "little")
-            handle.seek(0)
-            digest.update(handle.read(header_len + _SAMPLE_BYTES))
-            handle.seek(max(header_len, size - _SAMPLE_BYTES))
-            digest.update(handle.read())
-        fingerprint[file.name] = f"{size} bytes sha256:{digest.hexdigest()}"
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
+        fingerprint[file.name] = f"{file.stat().st_size} bytes sha256:{digest.hexdigest()}"
     return fingerprint
 
 
