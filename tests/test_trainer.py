@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ASSETS, let_lines, run_train, save_llama, save_tiny_teacher, tb_scalars
+from tests.helpers import ASSETS, broken_teacher, let_lines, run_train, save_llama, save_tiny_teacher, tb_scalars
 
 LET_DEBUG = "train_configs/let_debug.toml"
 BASELINE_DEBUG = "train_configs/baseline_debug.toml"
@@ -140,3 +140,22 @@ def test_launcher_defaults_to_the_let_debug_config(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Starting job: LET debug run" in result.stdout
     assert sorted(let_lines(result.stdout)) == [1]
+
+
+@pytest.mark.parametrize("kind", ["nan weight", "shape mismatch"])
+def test_broken_teacher_folder_ends_the_run_with_one_line_and_no_checkpoint(tmp_path, kind):
+    """NaN weights are found when the teacher loads (step 1), a shape mismatch before start: both stop the run
+    before a checkpoint is written (first-step checkpoint on)."""
+    teacher = broken_teacher(tmp_path / "teacher", kind)
+    out = tmp_path / "out"
+    result = run_train(
+        "--job.config_file", LET_DEBUG, "--job.dump_folder", str(out), "--let.teacher_path", str(teacher),
+        "--training.steps", "2", "--let.stop_step", "1", "--validation.no-enable", "--training.seq_len", "64",
+        "--checkpoint.enable", "--checkpoint.enable_first_step_checkpoint",
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stdout.splitlines() if "[LET] configuration error:" in line]
+    assert len(errors) == 1, result.stdout[-3000:]
+    assert f"let.teacher_path='{teacher}': model.safetensors tensor 'model." in errors[0]
+    assert "step:" not in result.stdout
+    assert not (out / "checkpoint").exists() or not any((out / "checkpoint").iterdir())
