@@ -77,16 +77,28 @@ def exclude_projection_from_float8(job_config: TitanJobConfig) -> None:
         float8.filter_fqns = [*float8.filter_fqns, "let_projection"]
 
 
+def complete_checkpoint_steps(folder: Path) -> list[int]:
+    """Steps of the COMPLETE checkpoints in a checkpoint folder, by torchtitan 0.2.2's own test
+    (CheckpointManager._find_load_step): a step-N folder holding DCP's `.metadata`, which is written last, or a
+    `model.safetensors.index.json`. A save killed half-way leaves a step folder without either."""
+    steps = []
+    for step_folder in folder.glob("step-*"):
+        step = step_folder.name.removeprefix("step-")
+        complete = (step_folder / ".metadata").is_file() or (step_folder / "model.safetensors.index.json").is_file()
+        if step.isdigit() and complete:
+            steps.append(int(step))
+    return sorted(steps)
+
+
 def latest_checkpoint_step(job_config: TitanJobConfig) -> int:
-    """Step of the checkpoint this job will resume from (0 for a fresh run), read off the folder names."""
+    """Step of the checkpoint torchtitan will resume this job from (0 for a fresh run)."""
     ckpt = job_config.checkpoint
     folder = Path(job_config.job.dump_folder) / ckpt.folder
     if not ckpt.enable or not folder.is_dir():
         return 0
     if ckpt.load_step > 0:
         return ckpt.load_step
-    steps = [int(p.name.split("-")[1]) for p in folder.glob("step-*") if p.name.split("-")[1].isdigit()]
-    return max(steps, default=0)
+    return max(complete_checkpoint_steps(folder), default=0)
 
 
 def check_let_config(job_config: JobConfig, student_layers: int) -> None:

@@ -28,7 +28,9 @@ from .config import (
     exclude_projection_from_float8,
     latest_checkpoint_step,
 )
+from .guard import NonFiniteGuard
 from .loss import build_alignment_loss
+from .preemption import PreemptionFlag, save_for_requeue
 from .schedule import alignment_weight
 from .student import SPEC_NAME
 from .teacher import (
@@ -36,6 +38,7 @@ from .teacher import (
     build_teacher,
     check_teacher,
     keep_teacher_config,
+    keep_teacher_fingerprint,
     release_cuda_graphs,
     teacher_compiled,
     uses_cuda_graphs,
@@ -60,13 +63,16 @@ class LETTrainer(Trainer):
         self._teacher_sanity_pending = False
         self._teacher_cuda_graphs = uses_cuda_graphs(job_config)
         self.alignment_weight = 0.0
+        self.preemption = PreemptionFlag()
         if not self.let.enable:
             return
         teacher_needed = self.resume_step < self.let.stop_step
         check_tokenizer(self.tokenizer, job_config, self.model_args.vocab_size, teacher_needed)
         self.alignment_loss_fn = build_alignment_loss(job_config)
         self._alignment_sum = torch.zeros((), device=self.device)
-        self._record_run()
+        self.guard = NonFiniteGuard(self.device, self.let.teacher_path)
+        self.optimizers.register_step_pre_hook(self._check_finite)
+        self._record_run(teacher_needed)
         logger.info(
             f"[LET] enabled: student block {self.let.student_layer} <- teacher layer {self.let.teacher_layer} "
             f"of {self.let.teacher_path}, lambda_0={self.let.lambda_0} ({self.let.schedule}) for steps "
@@ -86,6 +92,7 @@ class LETTrainer(Trainer):
             self._release_teacher()
         if self.alignment_weight > 0:
             self._alignment_sum.zero_()
+            self.guard.start_step()
         super().train_step(data_iterator)
         if self.metrics_processor.should_log(self.step):
             self._log_alignment()
@@ -114,10 +121,24 @@ class LETTrainer(Trainer):
                 ce = self.loss_fn(pred, labels) / global_valid_tokens
                 alignment = self.alignment_loss_fn(student_hidden, teacher_hidden, labels) / global_valid_tokens
                 loss = ce + self.alignment_weight * alignment
+            self.guard.record(teacher_hidden=teacher_hidden, ce_loss=ce, alignment_loss=alignment)
             del pred, teacher_hidden
             loss.backward()
         self._alignment_sum += alignment.detach()
         return ce.detach()
+
+    def _check_finite(self, *_) -> None:
+        """Optimizer step pre-hook: a non-finite aligned step ends the run before any weight moves (guard.py)."""
+        if self.alignment_weight > 0:
+            parameters = [p for model in self.model_parts for p in model.parameters()]
+            self.guard.check(parameters, self.step, self.alignment_weight)
+
+    def should_continue_training(self) -> bool:
+        """After SIGTERM on any rank: checkpoint the finished step (if checkpointing is on) and stop cleanly."""
+        if self.preemption.agreed():
+            save_for_requeue(self.checkpointer, self.step)
+            return False
+        return super().should_continue_training()
 
     # ---- teacher lifetime --------------------------------------------------------------------------------
 
@@ -137,12 +158,14 @@ class LETTrainer(Trainer):
         """Once: the teacher's own LM loss on the first batch, so a wrong checkpoint or tokenizer shows at once."""
         self._teacher_sanity_pending = False
         logits = self.teacher.logits(teacher_hidden).float()
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100).item()
+        loss_tensor = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        self.guard.record(teacher_lm_loss=loss_tensor)  # non-finite: an error, on every rank, before step 1 updates
+        loss = loss_tensor.item()
         uniform = math.log(logits.shape[-1])
         logger.info(
             f"[LET] teacher sanity check: LM loss {loss:.3f} nats on the first batch (uniform guessing: {uniform:.3f})"
         )
-        if not loss < uniform:
+        if math.isfinite(loss) and not loss < uniform:
             logger.warning(
                 f"[LET] the teacher at let.teacher_path='{self.let.teacher_path}' predicts the first batch no better "
                 "than chance: check the checkpoint and that model.hf_assets_path holds the teacher's tokenizer"
@@ -165,13 +188,16 @@ class LETTrainer(Trainer):
 
     # ---- checks and logging ------------------------------------------------------------------------------
 
-    def _record_run(self) -> None:
-        """Keep the teacher's shapes with the job (a resume after stop_step needs no teacher folder) and the
-        `[let]` values the run trains with (tools read stop_step from there)."""
+    def _record_run(self, teacher_needed: bool) -> None:
+        """Keep the teacher's shapes with the job (a resume after stop_step needs no teacher folder), its
+        fingerprint (a resume mid-alignment must find the same teacher) and the `[let]` values the run trains
+        with (tools read stop_step from there)."""
         if torch.distributed.get_rank() != 0:
             return
         dump_folder = self.job_config.job.dump_folder
         keep_teacher_config(self.let.teacher_path, dump_folder)
+        if teacher_needed:
+            keep_teacher_fingerprint(self.let.teacher_path, dump_folder)
         record = {**dataclasses.asdict(self.let), "training_steps": self.job_config.training.steps}
         (Path(dump_folder) / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
@@ -203,5 +229,5 @@ def check_before_start(job_config: JobConfig) -> int:
         raise LETConfigError(f"model.flavor={job_config.model.flavor!r}: valid are {', '.join(flavors)}")
     check_let_config(job_config, flavors[job_config.model.flavor].n_layers)
     resume_step = latest_checkpoint_step(job_config)
-    check_teacher(job_config, teacher_needed=resume_step < let.stop_step)
+    check_teacher(job_config, teacher_needed=resume_step < let.stop_step, resuming=resume_step > 0)
     return resume_step

@@ -3,6 +3,7 @@
     ./run_train.sh --job.config_file train_configs/let_debug.toml
 """
 
+import os
 import sys
 
 from torchtitan.tools.logging import init_logger, logger
@@ -13,12 +14,18 @@ from let_components.config import LETConfigError
 from let_components.trainer import LETTrainer
 
 
-def main() -> None:
+def main(trainer_cls: type[LETTrainer] = LETTrainer) -> None:
+    """trainer_cls: tests pass a subclass that injects a fault (e.g. a non-finite alignment term)."""
     try:
-        platform.main(LETTrainer)
+        platform.main(trainer_cls)
     except LETConfigError as error:
         init_logger()
         logger.error(f"[LET] configuration error: {error}")
+        # torchtitan's Trainer.train is wrapped in torchelastic's @record, which saved a traceback for torchrun's
+        # failure summary; the line above says it all
+        error_file = os.environ.get("TORCHELASTIC_ERROR_FILE", "")
+        if error_file and os.path.isfile(error_file):
+            os.remove(error_file)
         sys.exit(2)
 
 

@@ -1,10 +1,13 @@
 """Shared test helpers: tiny random Hugging Face checkpoints (transformers is the test-only reference), training runs
 through run_train.sh and reading their logs."""
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from recipes.hf_folder import copy_tokenizer_files
@@ -104,3 +107,91 @@ def assert_final_state_matches(model, teacher, tokens):
         torch.testing.assert_close(hidden, ref.hidden_states[-1], atol=1e-4, rtol=0)
         torch.testing.assert_close(teacher.logits(hidden), ref.logits, atol=1e-4, rtol=0)
     return hidden
+
+
+BROKEN_TEACHERS = ("nan weight", "inf weight", "truncated safetensors", "invalid json", "shape mismatch",
+                   "missing tokenizer", "missing tensor", "missing shard")
+
+
+def broken_teacher(folder: Path, kind: str) -> Path:
+    """A copy of the tiny pretrained teacher broken in one way (a name of BROKEN_TEACHERS)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(ASSETS / "teacher_debug", folder)
+    weights = folder / "model.safetensors"
+    state_dict = load_file(weights)
+    if kind in ("nan weight", "inf weight"):
+        name = "model.layers.1.mlp.down_proj.weight" if kind == "nan weight" else "model.norm.weight"
+        state_dict[name].view(-1)[3] = float("nan" if kind == "nan weight" else "inf")
+        save_file(state_dict, weights, metadata={"format": "pt"})
+    elif kind == "truncated safetensors":
+        with open(weights, "r+b") as handle:
+            handle.truncate(weights.stat().st_size // 2)
+    elif kind == "invalid json":
+        (folder / "config.json").write_text('{"model_type": "llama", "hidden_size": 128,')
+    elif kind == "shape mismatch":
+        config = json.loads((folder / "config.json").read_text())
+        rewrite_config(folder, intermediate_size=2 * config["intermediate_size"])
+    elif kind == "missing tokenizer":
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            (folder / name).unlink()
+    elif kind == "missing tensor":
+        del state_dict["model.layers.2.self_attn.v_proj.weight"]
+        save_file(state_dict, weights, metadata={"format": "pt"})
+    elif kind == "missing shard":
+        shards = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+        index = {"weight_map": {name: shards[i % 2] for i, name in enumerate(state_dict)}}
+        weights.rename(folder / shards[0])
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    else:
+        raise ValueError(kind)
+    return folder
+
+
+def start_train(log: Path, *args: str, ngpu: int = 1, env: dict | None = None) -> subprocess.Popen:
+    """./run_train.sh in the background, output to `log`: for tests that signal a run while it trains."""
+    run_env = {**os.environ, "NGPU": str(ngpu), "PYTHONUNBUFFERED": "1", **(env or {})}
+    run_env["PYTHONPATH"] = str(REPO) + os.pathsep + run_env.get("PYTHONPATH", "")
+    with open(log, "w") as out:
+        return subprocess.Popen(["bash", str(REPO / "run_train.sh"), *args], cwd=REPO, env=run_env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants, read off /proc: torchrun's workers run in sessions of their own, so neither
+    the launcher's process group nor its session reaches them."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children.get(tree[-1], []))
+    return tree
+
+
+def signal_tree(pid: int, sig: int) -> list[int]:
+    """Send `sig` to every process of a run (as Slurm signals every process of a job step); SIGKILL also takes
+    each one's process group. Returns the pids signalled."""
+    pids = process_tree(pid)
+    for target in pids:
+        with contextlib.suppress(ProcessLookupError):
+            if sig == signal.SIGKILL and os.getpgid(target) != os.getpgid(0):
+                os.killpg(os.getpgid(target), sig)
+            os.kill(target, sig)
+    return pids
+
+
+def wait_for(predicate, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Poll until predicate() holds; fails if the run ends first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, f"the run ended (rc {process.returncode}) before the awaited point"
+        assert time.monotonic() < deadline, "timed out waiting for the run"
+        time.sleep(0.2)

@@ -67,9 +67,17 @@ def test_choices_come_from_the_literal_annotations(key, value):
         check_let_config(job_config, 6)
 
 
-def test_resume_step_is_read_from_checkpoint_folders(tmp_path):
+def test_resume_step_is_the_latest_complete_checkpoint_as_torchtitan_decides(tmp_path):
+    """A save killed half-way leaves step-N without DCP's .metadata: torchtitan skips it, and so must LET."""
+    from torchtitan.components.checkpoint import CheckpointManager
+
     job_config = _parse("let_debug", "--job.dump_folder", str(tmp_path), "--checkpoint.enable")
     assert latest_checkpoint_step(job_config) == 0
+    folder = tmp_path / "checkpoint"
     for step in (4, 12, 8):
-        (tmp_path / "checkpoint" / f"step-{step}").mkdir(parents=True)
+        (folder / f"step-{step}").mkdir(parents=True)
+        (folder / f"step-{step}" / ".metadata").touch()
+    (folder / "step-16").mkdir()
+    (folder / "step-16" / "__0_0.distcp").touch()  # data written, .metadata not yet
     assert latest_checkpoint_step(job_config) == 12
+    assert CheckpointManager._find_load_step(None, str(folder)) == 12  # torchtitan's own choice

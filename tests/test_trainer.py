@@ -1,12 +1,25 @@
 """End-to-end runs through ./run_train.sh on CPU ranks, checked through their logs and TensorBoard events."""
 
+import re
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from recipes.run_logs import read_run_record
-from tests.helpers import ASSETS, let_lines, run_train, save_llama, save_tiny_teacher, tb_scalars
+from tests.helpers import (
+    ASSETS,
+    broken_teacher,
+    let_lines,
+    run_train,
+    save_llama,
+    save_tiny_teacher,
+    signal_tree,
+    start_train,
+    tb_scalars,
+    wait_for,
+)
 
 LET_DEBUG = "train_configs/let_debug.toml"
 BASELINE_DEBUG = "train_configs/baseline_debug.toml"
@@ -65,19 +78,92 @@ def test_disabled_let_matches_stock_torchtitan_trainer(tmp_path):
         assert abs(ours[step] - stock[step]) <= 1e-6, (step, ours[step], stock[step])
 
 
-def test_resume_mid_alignment_reproduces_the_uninterrupted_run(tmp_path):
-    args = ("--training.steps", "8", "--let.stop_step", "6", "--checkpoint.enable", "--checkpoint.interval", "4")
-    full, resumed = tmp_path / "full", tmp_path / "resumed"
-    _run(full, LET_DEBUG, *args)
-    shutil.copytree(full / "checkpoint" / "step-4", resumed / "checkpoint" / "step-4")
-    log = _run(resumed, LET_DEBUG, *args)
+# 8 steps aligning through step 6, a checkpoint every 2 steps: saves at 2, 4 and 6 fall mid-alignment
+RESUMABLE = ("--training.steps", "8", "--let.stop_step", "6", "--checkpoint.enable", "--checkpoint.interval", "2",
+             "--training.seq_len", "64", "--training.local_batch_size", "4")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The reference run, with the 7B config's async checkpointing (its saves land mid-alignment)."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    _run(folder, LET_DEBUG, *RESUMABLE, "--checkpoint.async_mode", "async")
+    return folder
+
+
+def _assert_same_losses(expected_run: Path, run: Path, steps: list[int]) -> None:
+    for tag in ("loss_metrics/global_avg_loss", "let/alignment_loss"):
+        expected, got = tb_scalars(expected_run, tag), tb_scalars(run, tag)
+        for step in steps:
+            if tag == "loss_metrics/global_avg_loss" or step <= 6:
+                assert abs(expected[step] - got[step]) <= 1e-6, (tag, step, expected[step], got[step])
+
+
+def test_resume_mid_alignment_from_an_async_checkpoint_reproduces_the_uninterrupted_run(tmp_path, uninterrupted):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(uninterrupted / "checkpoint" / "step-4", resumed / "checkpoint" / "step-4")
+    log = _run(resumed, LET_DEBUG, *RESUMABLE)
     assert "Training starts at step 5" in log
     assert sorted(let_lines(log)) == [5, 6]
-    for tag in ("loss_metrics/global_avg_loss", "let/alignment_loss"):
-        expected, got = tb_scalars(full, tag), tb_scalars(resumed, tag)
-        for step in got:
-            assert abs(expected[step] - got[step]) <= 1e-6, (tag, step, expected[step], got[step])
-    assert sorted(tb_scalars(resumed, "loss_metrics/global_avg_loss")) == [5, 6, 7, 8]
+    assert sorted(_losses(resumed)) == [5, 6, 7, 8]
+    _assert_same_losses(uninterrupted, resumed, [5, 6, 7, 8])
+
+
+# Hangs once inside the step-4 save, after the data files and before DCP's .metadata, so the test can kill the
+# run at a known point of a checkpoint save.
+HANG_IN_SAVE_ENTRY = '''
+import os
+import time
+
+from torch.distributed.checkpoint.filesystem import FileSystemWriter
+
+from recipes.train import main
+
+finish = FileSystemWriter.finish
+
+
+def hang_once_in_step_4(self, metadata, results):
+    marker = os.environ["HANG_MARKER"]
+    if str(self.path).endswith("step-4") and not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(600)
+    return finish(self, metadata, results)
+
+
+FileSystemWriter.finish = hang_once_in_step_4
+main()
+'''
+
+
+def test_preempted_run_resumes_with_the_same_command_and_matches_the_uninterrupted_run(tmp_path, uninterrupted):
+    """SIGKILL inside a checkpoint save, then SIGTERM mid-alignment, each followed by the same command again."""
+    (tmp_path / "hang_in_save.py").write_text(HANG_IN_SAVE_ENTRY)
+    marker, run = tmp_path / "inside_save", tmp_path / "run"
+    env = {"TRAIN_FILE": "hang_in_save", "PYTHONPATH": str(tmp_path), "HANG_MARKER": str(marker)}
+    command = ("--job.config_file", LET_DEBUG, "--job.dump_folder", str(run), *SHORT, *RESUMABLE)
+
+    killed = start_train(tmp_path / "killed.log", *command, env=env)
+    wait_for(marker.exists, killed)
+    step_4 = run / "checkpoint" / "step-4"
+    assert any(step_4.glob("*.distcp")) and not (step_4 / ".metadata").exists()  # a partial checkpoint
+    assert len(signal_tree(killed.pid, signal.SIGKILL)) >= 2  # torchrun and its worker
+    killed.wait(timeout=60)
+
+    log = tmp_path / "terminated.log"
+    terminated = start_train(log, *command, env=env)
+    wait_for(lambda: "step:  5" in log.read_text(), terminated)
+    signal_tree(terminated.pid, signal.SIGTERM)
+    terminated.wait(timeout=120)
+    text = log.read_text()
+    assert "Training starts at step 3" in text  # step-4 was incomplete: back to step 2, as torchtitan decides
+    saved = re.search(r"SIGTERM: (?:saved step|step) (\d+)", text)
+    assert saved and "Training completed" in text, text[-3000:]
+    last = int(saved[1])
+    assert (run / "checkpoint" / f"step-{last}" / ".metadata").is_file()
+
+    log = _run(run, LET_DEBUG, *RESUMABLE, env=env)
+    assert f"Training starts at step {last + 1}" in log
+    _assert_same_losses(uninterrupted, run, list(range(1, 9)))
 
 
 def test_resume_after_stop_step_needs_no_teacher(tmp_path):
@@ -143,3 +229,22 @@ def test_launcher_defaults_to_the_let_debug_config(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Starting job: LET debug run" in result.stdout
     assert sorted(let_lines(result.stdout)) == [1]
+
+
+@pytest.mark.parametrize("kind", ["nan weight", "shape mismatch"])
+def test_broken_teacher_folder_ends_the_run_with_one_line_and_no_checkpoint(tmp_path, kind):
+    """NaN weights are found when the teacher loads (step 1), a shape mismatch before start: both stop the run
+    before a checkpoint is written (first-step checkpoint on)."""
+    teacher = broken_teacher(tmp_path / "teacher", kind)
+    out = tmp_path / "out"
+    result = run_train(
+        "--job.config_file", LET_DEBUG, "--job.dump_folder", str(out), "--let.teacher_path", str(teacher),
+        "--training.steps", "2", "--let.stop_step", "1", "--validation.no-enable", "--training.seq_len", "64",
+        "--checkpoint.enable", "--checkpoint.enable_first_step_checkpoint",
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stdout.splitlines() if "[LET] configuration error:" in line]
+    assert len(errors) == 1, result.stdout[-3000:]
+    assert f"let.teacher_path='{teacher}': model.safetensors tensor 'model." in errors[0]
+    assert "step:" not in result.stdout
+    assert not (out / "checkpoint").exists() or not any((out / "checkpoint").iterdir())

@@ -7,7 +7,14 @@ compile policy of a run (build.py) each live in one place.
 
 from . import gpt_neox, llama, opt  # noqa: F401  (register model_types "gpt_neox", "llama", "opt")
 from .build import build_teacher, release_cuda_graphs, teacher_compiled, uses_cuda_graphs
-from .checkpoint import TEACHER_CONFIG_COPY, keep_teacher_config, read_hf_config, teacher_config
+from .checkpoint import (
+    TEACHER_CONFIG_COPY,
+    TEACHER_FINGERPRINT,
+    keep_teacher_config,
+    keep_teacher_fingerprint,
+    read_hf_config,
+    teacher_config,
+)
 from .checks import check_teacher
 from .loader import load_teacher, teacher_architecture
 from .registry import TEACHER_ARCHITECTURES, TeacherArchitecture, TeacherModel, TeacherOptions, register_teacher
@@ -15,12 +22,14 @@ from .registry import TEACHER_ARCHITECTURES, TeacherArchitecture, TeacherModel, 
 __all__ = [
     "TEACHER_ARCHITECTURES",
     "TEACHER_CONFIG_COPY",
+    "TEACHER_FINGERPRINT",
     "TeacherArchitecture",
     "TeacherModel",
     "TeacherOptions",
     "build_teacher",
     "check_teacher",
     "keep_teacher_config",
+    "keep_teacher_fingerprint",
     "load_teacher",
     "read_hf_config",
     "register_teacher",

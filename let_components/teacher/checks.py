@@ -3,14 +3,15 @@
 from torchtitan.config import JobConfig
 
 from ..config import LETConfigError
-from .checkpoint import teacher_config, weight_files
-from .loader import teacher_architecture
-from .registry import resolve_layer
+from .checkpoint import check_teacher_unchanged, teacher_config
+from .loader import build_meta_teacher, check_weights, teacher_architecture
+from .registry import TeacherOptions, resolve_layer
 
 
-def check_teacher(job_config: JobConfig, teacher_needed: bool) -> None:
+def check_teacher(job_config: JobConfig, teacher_needed: bool, resuming: bool = False) -> None:
     """config.json readable and supported, let.teacher_layer in range, training.seq_len within learned positions,
-    and (when the run will align) weight files present now rather than at step 1."""
+    and (when the run will align) every weight present, readable and of config.json's shape now rather than at
+    step 1, and, on a resume, the same teacher the run started with."""
     let = job_config.let
     config = teacher_config(let.teacher_path, job_config.job.dump_folder)
     architecture = teacher_architecture(config, let.teacher_path)
@@ -22,4 +23,8 @@ def check_teacher(job_config: JobConfig, teacher_needed: bool) -> None:
             f"for at most {max_positions} tokens; use training.seq_len <= {max_positions}"
         )
     if teacher_needed:
-        weight_files(let.teacher_path)
+        options = TeacherOptions(layer=let.teacher_layer, max_seq_len=job_config.training.seq_len)
+        model = build_meta_teacher(config, architecture, options)
+        check_weights(let.teacher_path, config, architecture, model)
+        if resuming:
+            check_teacher_unchanged(let.teacher_path, job_config.job.dump_folder)
