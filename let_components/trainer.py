@@ -21,6 +21,7 @@ from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
 from . import platform
+from .capture import BlockCapture
 from .config import (
     JobConfig,
     LETConfigError,
@@ -30,7 +31,7 @@ from .config import (
 )
 from .loss import build_alignment_loss
 from .schedule import alignment_weight
-from .student import SPEC_NAME
+from .student import STUDENT_SPECS
 from .teacher import TeacherModel, build_teacher, check_teacher, keep_teacher_config, teacher_compiled
 from .tokenizer import check_tokenizer
 
@@ -56,6 +57,7 @@ class LETTrainer(Trainer):
         teacher_needed = self.resume_step < self.let.stop_step
         check_tokenizer(self.tokenizer, job_config, self.model_args.vocab_size, teacher_needed)
         self.alignment_loss_fn = build_alignment_loss(job_config)
+        self.capture = BlockCapture(self.model_parts[0], self.let.student_layer)
         self._alignment_sum = torch.zeros((), device=self.device)
         self._record_run()
         logger.info(
@@ -94,9 +96,9 @@ class LETTrainer(Trainer):
                 if self._teacher_sanity_pending:
                     self._log_teacher_loss(teacher_hidden, labels)
             with self.maybe_enable_amp:
-                pred, student_hidden = self.model_parts[0](
-                    inputs, **extra_inputs, **extra_kwargs, capture_layer=self.let.student_layer
-                )
+                with self.capture.capturing():
+                    pred = self.model_parts[0](inputs, **extra_inputs, **extra_kwargs)
+                student_hidden = self.capture.pop()
                 # both terms are token SUMS over global valid tokens, as torchtitan scales its CE
                 ce = self.loss_fn(pred, labels) / global_valid_tokens
                 alignment = self.alignment_loss_fn(student_hidden, teacher_hidden, labels) / global_valid_tokens
@@ -174,9 +176,11 @@ class LETTrainer(Trainer):
 def check_before_start(job_config: JobConfig) -> int:
     """Config and teacher-folder checks that need no process group; returns the step the run resumes from."""
     let = job_config.let
-    if job_config.model.name != SPEC_NAME:
-        raise LETConfigError(f"model.name={job_config.model.name!r}: LET trains the '{SPEC_NAME}' student spec")
-    flavors = get_train_spec(SPEC_NAME).model_args
+    if job_config.model.name not in STUDENT_SPECS:
+        raise LETConfigError(
+            f"model.name={job_config.model.name!r}: LET trains a student spec, one of {', '.join(STUDENT_SPECS)}"
+        )
+    flavors = get_train_spec(job_config.model.name).model_args
     if job_config.model.flavor not in flavors:
         raise LETConfigError(f"model.flavor={job_config.model.flavor!r}: valid are {', '.join(flavors)}")
     check_let_config(job_config, flavors[job_config.model.flavor].n_layers)
