@@ -31,6 +31,31 @@ def save_llama(folder: Path, tokenizer_dir: Path | None = None, **config_kwargs)
     return folder
 
 
+def save_qwen(folder: Path, model_type: str, tokenizer_dir: Path | None = None, **config_kwargs) -> Path:
+    """A random-weight Qwen2ForCausalLM / Qwen3ForCausalLM (model_type "qwen2" / "qwen3") saved with save_pretrained."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    defaults = dict(
+        vocab_size=300, hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, rope_theta=1_000_000.0, tie_word_embeddings=False,
+    )
+    config = AutoConfig.for_model(model_type, **{**defaults, **config_kwargs})
+    model = AutoModelForCausalLM.from_config(config).eval()
+    # transformers initialises norms to 1 and biases to 0: randomise them so the key mapping is really tested
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.copy_(1 + 0.2 * torch.randn_like(param))
+            elif name.endswith(".bias"):
+                param.copy_(0.2 * torch.randn_like(param))
+    model.save_pretrained(folder)
+    if tokenizer_dir is not None:
+        copy_tokenizer_files(tokenizer_dir, folder)
+    return folder
+
+
 def rewrite_config(folder: Path, **changes) -> None:
     """Edit config.json in place (None deletes a key): e.g. turn transformers 5.x keys into 4.x ones."""
     path = folder / "config.json"
@@ -80,6 +105,8 @@ def save_tiny_teacher(folder: Path, model_type: str, gpt2_style_tokenizer: bool 
                       tie_word_embeddings=True),
         "gpt_neox": dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, rotary_pct=0.25),
         "opt": dict(hidden_size=64, ffn_dim=128, num_attention_heads=4, word_embed_proj_dim=64),
+        "qwen3": dict(hidden_size=64, intermediate_size=160, num_attention_heads=4, num_key_value_heads=2,
+                      head_dim=32, tie_word_embeddings=True),
     }
     config = AutoConfig.for_model(
         model_type, vocab_size=4096, num_hidden_layers=2, max_position_embeddings=512, **shapes[model_type]

@@ -60,8 +60,8 @@ class ProjectionMixin:
 
     def __init__(self, model_args: Any):
         super().__init__(model_args)
-        dim = model_args.dim
-        self.let_projection = nn.Linear(dim, model_args.projection_dim, bias=False) if model_args.projection_dim else None
+        width = model_args.projection_dim
+        self.let_projection = nn.Linear(model_args.dim, width, bias=False) if width else None
 
     def init_weights(self, buffer_device: torch.device | None = None) -> None:
         super().init_weights(buffer_device=buffer_device)

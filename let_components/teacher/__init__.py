@@ -5,7 +5,7 @@ Reading the folder (checkpoint.py), the checks before start (checks.py), loading
 compile policy of a run (build.py) each live in one place.
 """
 
-from . import gpt_neox, llama, opt  # noqa: F401  (register model_types "gpt_neox", "llama", "opt")
+from . import gpt_neox, llama, opt, qwen  # noqa: F401  (register "gpt_neox", "llama", "opt", "qwen2", "qwen3")
 from .build import build_teacher, teacher_compiled
 from .checkpoint import TEACHER_CONFIG_COPY, keep_teacher_config, read_hf_config, teacher_config
 from .checks import check_teacher
