@@ -111,6 +111,13 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> None:
                 f"parallelism.{key}={degree}: not supported with LET yet (the block-k alignment needs the whole "
                 "sequence and hidden state on one rank); use FSDP/HSDP (data_parallel_*_degree) or let.enable=false"
             )
+    for key in ("expert_parallel_degree", "expert_tensor_parallel_degree"):
+        degree = getattr(parallelism, key)
+        if degree > 1:
+            raise LETConfigError(
+                f"parallelism.{key}={degree}: expert parallelism is not supported with LET yet (untested: it needs "
+                "2+ GPUs); MoE students train with FSDP/HSDP, experts sharded like every other weight"
+            )
     if not let.teacher_path:
         raise LETConfigError(
             "let.teacher_path is empty: set it to a Hugging Face model folder (config.json + safetensors)"

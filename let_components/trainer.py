@@ -33,7 +33,7 @@ from .loss import build_alignment_loss
 from .schedule import alignment_weight
 from .student import STUDENT_SPECS
 from .teacher import TeacherModel, build_teacher, check_teacher, keep_teacher_config, teacher_compiled
-from .tokenizer import check_tokenizer
+from .tokenizer import check_tokenizer, keep_teacher_tokenizer
 
 RUN_RECORD = "let_run.json"
 """The run's `[let]` values and training.steps, in its dump folder: tools read stop_step here, not off the logs."""
@@ -133,7 +133,7 @@ class LETTrainer(Trainer):
         if not loss < uniform:
             logger.warning(
                 f"[LET] the teacher at let.teacher_path='{self.let.teacher_path}' predicts the first batch no better "
-                "than chance: check the checkpoint and that model.hf_assets_path holds the teacher's tokenizer"
+                "than chance: check the checkpoint and the tokenizer (model.hf_assets_path, if set)"
             )
 
     def _release_teacher(self) -> None:
@@ -146,12 +146,13 @@ class LETTrainer(Trainer):
     # ---- checks and logging ------------------------------------------------------------------------------
 
     def _record_run(self) -> None:
-        """Keep the teacher's shapes with the job (a resume after stop_step needs no teacher folder) and the
-        `[let]` values the run trains with (tools read stop_step from there)."""
+        """Keep the teacher's shapes and tokenizer with the job (a resume after stop_step needs no teacher folder)
+        and the `[let]` values the run trains with (tools read stop_step from there)."""
         if torch.distributed.get_rank() != 0:
             return
         dump_folder = self.job_config.job.dump_folder
         keep_teacher_config(self.let.teacher_path, dump_folder)
+        keep_teacher_tokenizer(self.let.teacher_path, dump_folder)
         record = {**dataclasses.asdict(self.let), "training_steps": self.job_config.training.steps}
         (Path(dump_folder) / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
 

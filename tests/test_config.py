@@ -47,6 +47,7 @@ def test_let_configs_state_layer_and_stop_step_and_pass_the_checks(name):
         (("--let.student_layer", "-1"), "let.student_layer=-1"),
         (("--parallelism.pipeline_parallel_degree", "2"), "parallelism.pipeline_parallel_degree=2"),
         (("--parallelism.context_parallel_degree", "2"), "parallelism.context_parallel_degree=2"),
+        (("--parallelism.expert_parallel_degree", "2"), "parallelism.expert_parallel_degree=2: expert parallelism"),
         (("--let.teacher_path", ""), "let.teacher_path is empty"),
     ],
 )

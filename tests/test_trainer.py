@@ -99,7 +99,7 @@ BAD_INPUTS = {
     "teacher layer out of range": (("--let.teacher_layer", "4"), "let.teacher_layer=4"),
     "stop step beyond training": (("--training.steps", "10", "--let.stop_step", "11"), "let.stop_step=11"),
     "unsupported parallelism": (("--parallelism.tensor_parallel_degree", "2"), "parallelism.tensor_parallel_degree=2"),
-    "vocab mismatch": (("--let.teacher_path", "{small_vocab}"), "model.hf_assets_path="),
+    "vocab mismatch": (("--let.teacher_path", "{small_vocab}"), "tokenizer has 4096 ids"),
     "sequence beyond learned positions": (
         ("--let.teacher_path", "{opt}", "--model.hf_assets_path", "{opt}", "--training.seq_len", "1024"),
         "training.seq_len=1024",
