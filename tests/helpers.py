@@ -144,8 +144,6 @@ def save_tiny_teacher(folder: Path, model_type: str, gpt2_style_tokenizer: bool 
                       tie_word_embeddings=True),
         "gpt_neox": dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, rotary_pct=0.25),
         "opt": dict(hidden_size=64, ffn_dim=128, num_attention_heads=4, word_embed_proj_dim=64),
-        "qwen3": dict(hidden_size=64, intermediate_size=160, num_attention_heads=4, num_key_value_heads=2,
-                      head_dim=32, tie_word_embeddings=True),
     }
     config = AutoConfig.for_model(
         model_type, vocab_size=4096, num_hidden_layers=2, max_position_embeddings=512, **shapes[model_type]
