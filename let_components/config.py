@@ -135,6 +135,13 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> None:
                 f"(compile.enable=true, let.teacher_compile=true, compile.backend='inductor'; here "
                 f"{compile_config.enable}, {let.teacher_compile}, {compile_config.backend!r}); or use 'default'"
             )
+    for key in ("expert_parallel_degree", "expert_tensor_parallel_degree"):
+        degree = getattr(parallelism, key)
+        if degree > 1:
+            raise LETConfigError(
+                f"parallelism.{key}={degree}: expert parallelism is not supported with LET yet (untested: it needs "
+                "2+ GPUs); MoE students train with FSDP/HSDP, experts sharded like every other weight"
+            )
     if not let.teacher_path:
         raise LETConfigError(
             "let.teacher_path is empty: set it to a Hugging Face model folder (config.json + safetensors)"

@@ -53,8 +53,19 @@ def _set_pg_timeouts_cpu(timeout: timedelta, parallel_dims) -> None:
         torch.distributed.distributed_c10d._set_pg_timeout(timeout, group)
 
 
+_torch_histc = torch.histc
+
+
+def _histc(input: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """torch.histc that also counts integer tensors on CPU (torch has no CPU kernel for them; torchtitan's MoE
+    router counts tokens per expert with histc on expert indices). Exact for counts below 2**24."""
+    if input.device.type == "cpu" and not input.is_floating_point():
+        return _torch_histc(input.float(), *args, **kwargs).to(input.dtype)
+    return _torch_histc(input, *args, **kwargs)
+
+
 def use_cpu() -> None:
-    """Point torchtitan's device globals at the CPU. Idempotent."""
+    """Point torchtitan's device globals at the CPU, and let histc count integers there (MoE routing). Idempotent."""
     import torchtitan.components.metrics as metrics
     import torchtitan.distributed.parallel_dims as parallel_dims
     import torchtitan.distributed.utils as dist_utils
@@ -65,6 +76,7 @@ def use_cpu() -> None:
     parallel_dims.device_type = "cpu"
     metrics.build_device_memory_monitor = _build_cpu_memory_monitor
     dist_utils.set_pg_timeouts = _set_pg_timeouts_cpu
+    torch.histc = _histc
 
 
 def adapt_precision(job_config) -> None:

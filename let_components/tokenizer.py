@@ -4,10 +4,13 @@ The student trains in the teacher's vocabulary (as in the paper), so token posit
 """
 
 import os
+import shutil
+from dataclasses import fields
 from pathlib import Path
 
 from torchtitan.components.tokenizer import BaseTokenizer, HuggingFaceTokenizer
 from torchtitan.config import JobConfig
+from torchtitan.config.job_config import Model
 
 from .config import LETConfigError
 
@@ -18,6 +21,11 @@ LLAMA3_PATTERN = (
 )
 LLAMA3_NUM_SPECIAL = 256
 TIKTOKEN_FILES = ("tokenizer.model", "original/tokenizer.model")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", *TIKTOKEN_FILES)
+TITAN_DEFAULT_ASSETS = next(f.default for f in fields(Model) if f.name == "hf_assets_path")
+"""torchtitan's default model.hf_assets_path: left there, the student's tokenizer is the teacher folder's."""
+TOKENIZER_COPY = "let_teacher_tokenizer"
+"""The teacher's tokenizer files, kept in the dump folder so a run resumed after stop_step needs no teacher folder."""
 
 
 class TiktokenTokenizer(BaseTokenizer):
@@ -58,8 +66,13 @@ class TiktokenTokenizer(BaseTokenizer):
         return {**vocab, **self.special_tokens}
 
 
-def load_tokenizer(folder: str | os.PathLike) -> BaseTokenizer:
-    """tokenizer.json when present, else a tiktoken BPE file (tokenizer.model or original/tokenizer.model)."""
+def has_tokenizer(folder: str | os.PathLike) -> bool:
+    return any((Path(folder) / name).is_file() for name in ("tokenizer.json", *TIKTOKEN_FILES))
+
+
+def load_tokenizer(folder: str | os.PathLike, key: str = "model.hf_assets_path") -> BaseTokenizer:
+    """tokenizer.json when present, else a tiktoken BPE file (tokenizer.model or original/tokenizer.model);
+    `key` is the config key an error names."""
     folder = Path(folder)
     if (folder / "tokenizer.json").is_file():
         tokenizer = HuggingFaceTokenizer(str(folder))
@@ -74,13 +87,37 @@ def load_tokenizer(folder: str | os.PathLike) -> BaseTokenizer:
         if (folder / name).is_file():
             return TiktokenTokenizer(folder / name)
     raise LETConfigError(
-        f"model.hf_assets_path='{folder}': no tokenizer.json, tokenizer.model or original/tokenizer.model there"
+        f"{key}='{folder}': no tokenizer.json, tokenizer.model or original/tokenizer.model there"
     )
 
 
+def tokenizer_source(job_config: JobConfig) -> tuple[str, str]:
+    """(folder, config key) of the student's tokenizer: an explicit model.hf_assets_path wins; left at torchtitan's
+    default, the teacher folder - or this job's copy of its tokenizer once the teacher folder is gone.
+
+    Only the tokenizer is redirected: torchtitan keeps model.hf_assets_path for HF checkpoint loading and saving.
+    """
+    assets, let = job_config.model.hf_assets_path, getattr(job_config, "let", None)
+    if assets != TITAN_DEFAULT_ASSETS or let is None or not let.teacher_path:
+        return assets, "model.hf_assets_path"
+    copy = Path(job_config.job.dump_folder) / TOKENIZER_COPY
+    if not has_tokenizer(let.teacher_path) and has_tokenizer(copy):
+        return str(copy), "let.teacher_path (this job's copy)"
+    return let.teacher_path, "let.teacher_path"
+
+
+def keep_teacher_tokenizer(teacher_path: str, dump_folder: str) -> None:
+    """Copy the teacher's tokenizer files into the dump folder (the trainer calls it on rank 0)."""
+    copy = Path(dump_folder) / TOKENIZER_COPY
+    for name in TOKENIZER_FILES:
+        if (Path(teacher_path) / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(Path(teacher_path) / name, copy / name)
+
+
 def build_tokenizer(job_config: JobConfig) -> BaseTokenizer:
-    """TrainSpec hook: the tokenizer in model.hf_assets_path (by default the teacher folder)."""
-    return load_tokenizer(job_config.model.hf_assets_path)
+    """TrainSpec hook: the tokenizer of `tokenizer_source` (the teacher's, unless model.hf_assets_path says else)."""
+    return load_tokenizer(*tokenizer_source(job_config))
 
 
 def check_tokenizer(
@@ -91,11 +128,12 @@ def check_tokenizer(
     The second check reads the teacher folder, so it is skipped when the run resumes after stop_step.
     """
     let = job_config.let
+    folder, key = tokenizer_source(job_config)
     if tokenizer.get_vocab_size() > teacher_vocab_size:
         raise LETConfigError(
-            f"model.hf_assets_path='{job_config.model.hf_assets_path}': tokenizer has {tokenizer.get_vocab_size()} ids "
+            f"{key}='{folder}': tokenizer has {tokenizer.get_vocab_size()} ids "
             f"but the teacher at let.teacher_path has {teacher_vocab_size} embedding rows; train with the teacher's "
-            "tokenizer (model.hf_assets_path = let.teacher_path)"
+            "tokenizer (leave model.hf_assets_path unset)"
         )
     if let.allow_tokenizer_mismatch or not teacher_needed:
         return
@@ -103,12 +141,12 @@ def check_tokenizer(
         teacher_tokenizer = load_tokenizer(let.teacher_path)
     except LETConfigError:
         raise LETConfigError(
-            f"let.teacher_path='{let.teacher_path}': no tokenizer files to compare with model.hf_assets_path; add the "
+            f"let.teacher_path='{let.teacher_path}': no tokenizer files to compare with {key}; add the "
             "teacher's tokenizer there, or set let.allow_tokenizer_mismatch = true deliberately"
         ) from None
     if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise LETConfigError(
-            f"model.hf_assets_path='{job_config.model.hf_assets_path}': its tokenizer differs from the teacher's at "
+            f"{key}='{folder}': its tokenizer differs from the teacher's at "
             f"let.teacher_path='{let.teacher_path}' (LET needs the same token ids); use the teacher's tokenizer or set "
             "let.allow_tokenizer_mismatch = true deliberately"
         )

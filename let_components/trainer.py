@@ -21,6 +21,7 @@ from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
 from . import platform
+from .capture import BlockCapture
 from .config import (
     JobConfig,
     LETConfigError,
@@ -32,7 +33,7 @@ from .guard import NonFiniteGuard
 from .loss import build_alignment_loss
 from .preemption import PreemptionFlag, save_for_requeue
 from .schedule import alignment_weight
-from .student import SPEC_NAME
+from .student import STUDENT_SPECS
 from .teacher import (
     TeacherModel,
     build_teacher,
@@ -43,7 +44,7 @@ from .teacher import (
     teacher_compiled,
     uses_cuda_graphs,
 )
-from .tokenizer import check_tokenizer
+from .tokenizer import check_tokenizer, keep_teacher_tokenizer
 
 RUN_RECORD = "let_run.json"
 """The run's `[let]` values and training.steps, in its dump folder: tools read stop_step here, not off the logs."""
@@ -69,6 +70,7 @@ class LETTrainer(Trainer):
         teacher_needed = self.resume_step < self.let.stop_step
         check_tokenizer(self.tokenizer, job_config, self.model_args.vocab_size, teacher_needed)
         self.alignment_loss_fn = build_alignment_loss(job_config)
+        self.capture = BlockCapture(self.model_parts[0], self.let.student_layer)
         self._alignment_sum = torch.zeros((), device=self.device)
         self.guard = NonFiniteGuard(self.device, self.let.teacher_path)
         self.optimizers.register_step_pre_hook(self._check_finite)
@@ -114,9 +116,9 @@ class LETTrainer(Trainer):
                 if self._teacher_sanity_pending:
                     self._log_teacher_loss(teacher_hidden, labels)
             with self.maybe_enable_amp:
-                pred, student_hidden = self.model_parts[0](
-                    inputs, **extra_inputs, **extra_kwargs, capture_layer=self.let.student_layer
-                )
+                with self.capture.capturing():
+                    pred = self.model_parts[0](inputs, **extra_inputs, **extra_kwargs)
+                student_hidden = self.capture.pop()
                 # both terms are token SUMS over global valid tokens, as torchtitan scales its CE
                 ce = self.loss_fn(pred, labels) / global_valid_tokens
                 alignment = self.alignment_loss_fn(student_hidden, teacher_hidden, labels) / global_valid_tokens
@@ -168,7 +170,7 @@ class LETTrainer(Trainer):
         if math.isfinite(loss) and not loss < uniform:
             logger.warning(
                 f"[LET] the teacher at let.teacher_path='{self.let.teacher_path}' predicts the first batch no better "
-                "than chance: check the checkpoint and that model.hf_assets_path holds the teacher's tokenizer"
+                "than chance: check the checkpoint and the tokenizer (model.hf_assets_path, if set)"
             )
 
     def _release_teacher(self) -> None:
@@ -189,8 +191,8 @@ class LETTrainer(Trainer):
     # ---- checks and logging ------------------------------------------------------------------------------
 
     def _record_run(self, teacher_needed: bool) -> None:
-        """Keep the teacher's shapes with the job (a resume after stop_step needs no teacher folder), its
-        fingerprint (a resume mid-alignment must find the same teacher) and the `[let]` values the run trains
+        """Keep the teacher's shapes and tokenizer with the job (a resume after stop_step needs no teacher folder),
+        its fingerprint (a resume mid-alignment must find the same teacher) and the `[let]` values the run trains
         with (tools read stop_step from there)."""
         if torch.distributed.get_rank() != 0:
             return
@@ -198,6 +200,7 @@ class LETTrainer(Trainer):
         keep_teacher_config(self.let.teacher_path, dump_folder)
         if teacher_needed:
             keep_teacher_fingerprint(self.let.teacher_path, dump_folder)
+        keep_teacher_tokenizer(self.let.teacher_path, dump_folder)
         record = {**dataclasses.asdict(self.let), "training_steps": self.job_config.training.steps}
         (Path(dump_folder) / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
@@ -222,9 +225,11 @@ class LETTrainer(Trainer):
 def check_before_start(job_config: JobConfig) -> int:
     """Config and teacher-folder checks that need no process group; returns the step the run resumes from."""
     let = job_config.let
-    if job_config.model.name != SPEC_NAME:
-        raise LETConfigError(f"model.name={job_config.model.name!r}: LET trains the '{SPEC_NAME}' student spec")
-    flavors = get_train_spec(SPEC_NAME).model_args
+    if job_config.model.name not in STUDENT_SPECS:
+        raise LETConfigError(
+            f"model.name={job_config.model.name!r}: LET trains a student spec, one of {', '.join(STUDENT_SPECS)}"
+        )
+    flavors = get_train_spec(job_config.model.name).model_args
     if job_config.model.flavor not in flavors:
         raise LETConfigError(f"model.flavor={job_config.model.flavor!r}: valid are {', '.join(flavors)}")
     check_let_config(job_config, flavors[job_config.model.flavor].n_layers)

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
+from let_components.tokenizer import TOKENIZER_FILES
 
 
 def copy_tokenizer_files(source: str | Path, target: str | Path) -> list[str]:
@@ -15,6 +15,7 @@ def copy_tokenizer_files(source: str | Path, target: str | Path) -> list[str]:
     source, target = Path(source), Path(target)
     copied = [name for name in TOKENIZER_FILES if (source / name).is_file()]
     for name in copied:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source / name, target / name)
     return copied
 

@@ -6,15 +6,19 @@ Recomputation in Large Transformer Models"): s*b*h*(34 + 5*a*s/h) bytes per bloc
 part is the stored s x s attention scores; SDPA/flash attention never stores them, so it is left out.
 """
 
+import argparse
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
-from torchtitan.models.llama3.model.args import TransformerModelArgs
+from torchtitan.protocols.train_spec import BaseModelArgs, get_train_spec
 
-from let_components.student import Student, StudentArgs, ffn_hidden_dim, student_args
-from let_components.teacher.llama import build_llama_teacher
+import let_components  # noqa: F401  (registers the student specs)
+from let_components.student import Student
+from let_components.teacher import teacher_architecture
 from let_components.teacher.registry import TeacherOptions
 
 GIB = 2**30
@@ -36,9 +40,15 @@ class ParameterCount:
         return max(self.embedding, self.output, self.per_block)
 
 
-def student_parameters(args: StudentArgs) -> ParameterCount:
+def student_parameters(args: BaseModelArgs, model_cls: type = Student) -> ParameterCount:
+    """Counts of a dense student (every block alike); MoE students are refused: their blocks differ (dense first
+    blocks, expert counts) and their activations depend on routing, which this formula does not model."""
+    if getattr(args, "moe_enabled", False) or hasattr(args, "n_dense_layers"):
+        raise ValueError(
+            f"{model_cls.__name__}: the memory estimate covers dense students (let_llama, let_qwen3), not MoE ones"
+        )
     with torch.device("meta"):
-        model = Student(args)
+        model = model_cls(args)
     block = next(iter(model.layers.values()))
     return ParameterCount(
         total=sum(p.numel() for p in model.parameters()),
@@ -50,9 +60,9 @@ def student_parameters(args: StudentArgs) -> ParameterCount:
 
 
 def teacher_parameters(config: dict[str, Any]) -> int:
-    """Parameters of an HF Llama teacher as LET loads it (tied checkpoints have no separate LM head)."""
+    """Parameters of a registered teacher as LET loads it (tied checkpoints have no separate LM head)."""
     with torch.device("meta"):
-        model = build_llama_teacher(config, TeacherOptions())
+        model = teacher_architecture(config).build(config, TeacherOptions())
     return sum(p.numel() for p in model.parameters())
 
 
@@ -76,10 +86,14 @@ class MemoryItem:
 
 
 def estimate_memory(
-    student: TransformerModelArgs, teacher_config: dict[str, Any], setup: MemorySetup, batch_sizes: tuple[int, ...]
+    student: BaseModelArgs,
+    teacher_config: dict[str, Any],
+    setup: MemorySetup,
+    batch_sizes: tuple[int, ...],
+    model_cls: type = Student,
 ) -> list[MemoryItem]:
     """Per-GPU memory of LET while aligning (the costly phase), full activation checkpointing, bf16 compute."""
-    params = student_parameters(student)
+    params = student_parameters(student, model_cls)
     teacher_params = teacher_parameters(teacher_config)
     n, s, d, layers, vocab = setup.gpus, setup.seq_len, student.dim, student.n_layers, student.vocab_size
     d_t, ffn_t = teacher_config["hidden_size"], teacher_config["intermediate_size"]
@@ -128,19 +142,26 @@ def llama_3_2_1b_config() -> dict[str, Any]:
     return TEACHER_SHAPES["llama-3.2-1b"].hf_config()
 
 
-def format_7b_estimate(setup: MemorySetup = MemorySetup(), batch_sizes: tuple[int, ...] = (1, 2)) -> str:
-    """Markdown: parameter counts and the per-GPU memory table of the 7B student with a Llama-3.2-1B teacher."""
-    teacher_config = llama_3_2_1b_config()
-    student = dataclasses.replace(student_args["7B"], vocab_size=teacher_config["vocab_size"])
-    params = student_parameters(student)
-    items = estimate_memory(student, teacher_config, setup, batch_sizes)
+def format_estimate(
+    model: str,
+    flavor: str,
+    teacher_config: dict[str, Any],
+    teacher_name: str,
+    setup: MemorySetup = MemorySetup(),
+    batch_sizes: tuple[int, ...] = (1, 2),
+) -> str:
+    """Markdown: parameter counts and the per-GPU memory table of a dense student spec's flavor with a teacher."""
+    spec = get_train_spec(model)
+    student = dataclasses.replace(spec.model_args[flavor], vocab_size=teacher_config["vocab_size"])
+    params = student_parameters(student, spec.model_cls)
+    items = estimate_memory(student, teacher_config, setup, batch_sizes, spec.model_cls)
     sums = total(items)
     columns = " | ".join(f"b={b} GiB" for b in batch_sizes)
     lines = [
-        f"7B student (dim {student.dim}, {student.n_layers} blocks, {student.n_heads} heads, SwiGLU "
-        f"{ffn_hidden_dim(student)}, vocab {student.vocab_size}): P = {params.total:,} parameters "
+        f"{model} {flavor} student (dim {student.dim}, {student.n_layers} blocks, {student.n_heads} heads, vocab "
+        f"{student.vocab_size}): P = {params.total:,} parameters "
         f"(embedding {params.embedding:,}, output {params.output:,}, {params.blocks} x {params.per_block:,} per block)",
-        f"Teacher Llama-3.2-1B (tied embeddings): P_T = {teacher_parameters(teacher_config):,} parameters",
+        f"Teacher {teacher_name}: P_T = {teacher_parameters(teacher_config):,} parameters",
         f"FSDP2 over N = {setup.gpus} GPUs, bf16 compute (mixed precision), fp32 master weights, full activation "
         f"checkpointing, seq_len s = {setup.seq_len}, local batch b; computed from shapes, not measured.",
         "",
@@ -165,8 +186,27 @@ def format_7b_estimate(setup: MemorySetup = MemorySetup(), batch_sizes: tuple[in
     return "\n".join(lines) + "\n"
 
 
+def format_7b_estimate(setup: MemorySetup = MemorySetup(), batch_sizes: tuple[int, ...] = (1, 2)) -> str:
+    """The 7B student (llama) with a Llama-3.2-1B teacher (tied embeddings), the paper's 7B setting."""
+    return format_estimate("let_llama", "7B", llama_3_2_1b_config(), "Llama-3.2-1B (tied embeddings)", setup,
+                           batch_sizes)
+
+
 def main() -> None:
-    print(format_7b_estimate())
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="let_llama", help="student spec ([model] name); dense students only")
+    parser.add_argument("--flavor", default="7B")
+    parser.add_argument("--teacher-config", help="a teacher's config.json (default: Llama-3.2-1B's numbers)")
+    parser.add_argument("--gpus", type=int, default=MemorySetup.gpus)
+    args = parser.parse_args()
+    if args.teacher_config is None:
+        config, name = llama_3_2_1b_config(), "Llama-3.2-1B (tied embeddings)"
+    else:
+        config, name = json.loads(Path(args.teacher_config).read_text()), args.teacher_config
+    try:
+        print(format_estimate(args.model, args.flavor, config, name, MemorySetup(gpus=args.gpus)))
+    except ValueError as error:
+        raise SystemExit(f"recipes.memory: {error}") from None
 
 
 if __name__ == "__main__":

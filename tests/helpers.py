@@ -34,6 +34,70 @@ def save_llama(folder: Path, tokenizer_dir: Path | None = None, **config_kwargs)
     return folder
 
 
+def save_qwen(folder: Path, model_type: str, tokenizer_dir: Path | None = None, **config_kwargs) -> Path:
+    """A random-weight Qwen2ForCausalLM / Qwen3ForCausalLM (model_type "qwen2" / "qwen3") saved with save_pretrained."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    defaults = dict(
+        vocab_size=300, hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, rope_theta=1_000_000.0, tie_word_embeddings=False,
+    )
+    config = AutoConfig.for_model(model_type, **{**defaults, **config_kwargs})
+    model = AutoModelForCausalLM.from_config(config).eval()
+    # transformers initialises norms to 1 and biases to 0: randomise them so the key mapping is really tested
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.copy_(1 + 0.2 * torch.randn_like(param))
+            elif name.endswith(".bias"):
+                param.copy_(0.2 * torch.randn_like(param))
+    model.save_pretrained(folder)
+    if tokenizer_dir is not None:
+        copy_tokenizer_files(tokenizer_dir, folder)
+    return folder
+
+
+QWEN_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+
+def save_qwen_tokenizer(folder: Path, vocab_size: int = 512) -> Path:
+    """A Qwen-style tokenizer.json in miniature: byte-level BPE behind Qwen2's split regex, NFC, the <|endoftext|> /
+    <|im_start|> / <|im_end|> special tokens after the merges, and Qwen's tokenizer_config.json (no bos token,
+    eos <|endoftext|>). Trained on the first 200 documents of the sample corpus (no hub in tests)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tokenizer.decoder = decoders.ByteLevel()
+    lines = (ASSETS / "sample_corpus" / "train.jsonl").read_text().splitlines()[:200]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(QWEN_SPECIAL), initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator((json.loads(line)["text"] for line in lines), trainer)
+    tokenizer.add_special_tokens(list(QWEN_SPECIAL))
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    first = tokenizer.token_to_id(QWEN_SPECIAL[0])
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "Qwen2Tokenizer", "bos_token": None, "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>", "add_prefix_space": False, "errors": "replace", "split_special_tokens": False,
+        "added_tokens_decoder": {str(first + i): {"content": t, "special": True, "lstrip": False, "rstrip": False,
+                                                 "normalized": False, "single_word": False}
+                                 for i, t in enumerate(QWEN_SPECIAL)},
+    }))
+    return folder
+
+
 def rewrite_config(folder: Path, **changes) -> None:
     """Edit config.json in place (None deletes a key): e.g. turn transformers 5.x keys into 4.x ones."""
     path = folder / "config.json"

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 from torchtitan.config import ConfigManager
+from torchtitan.protocols.train_spec import get_train_spec
 
+import let_components  # noqa: F401  (registers the student specs)
 from let_components.config import LET, LETConfigError, check_let_config, latest_checkpoint_step, valid_choices
 from let_components.schedule import SCHEDULES
-from let_components.student import student_args
 
 CONFIGS = Path(__file__).resolve().parent.parent / "train_configs"
 PAIRS = [("let_debug", "baseline_debug"), ("let_1.4b", "baseline_1.4b"), ("let_7b", "baseline_7b")]
@@ -28,12 +29,18 @@ def test_baseline_differs_from_its_let_config_only_by_enable_and_dump_folder(let
     assert let == baseline
 
 
-@pytest.mark.parametrize("name", ["let_debug", "let_1.4b", "let_7b"])
+LET_CONFIGS = ["let_debug", "let_1.4b", "let_7b", "let_qwen3_debug", "let_deepseek_v3_debug", "let_qwen3_1.7b",
+               "let_qwen3_teacher_debug", "let_qwen2_teacher_debug"]
+
+
+@pytest.mark.parametrize("name", LET_CONFIGS)
 def test_let_configs_state_layer_and_stop_step_and_pass_the_checks(name):
-    raw = tomllib.loads((CONFIGS / f"{name}.toml").read_text())["let"]
-    assert {"student_layer", "stop_step"} <= raw.keys()
+    raw = tomllib.loads((CONFIGS / f"{name}.toml").read_text())
+    assert {"student_layer", "stop_step"} <= raw["let"].keys()
+    # swapping a teacher is one key: the tokenizer follows let.teacher_path
+    assert "hf_assets_path" not in raw["model"]
     job_config = _parse(name)
-    flavor = student_args[job_config.model.flavor]
+    flavor = get_train_spec(job_config.model.name).model_args[job_config.model.flavor]
     check_let_config(job_config, flavor.n_layers)
     # an EARLY block (L2E) and about 20% of training
     assert job_config.let.student_layer < flavor.n_layers // 2
@@ -48,6 +55,7 @@ def test_let_configs_state_layer_and_stop_step_and_pass_the_checks(name):
         (("--let.student_layer", "-1"), "let.student_layer=-1"),
         (("--parallelism.pipeline_parallel_degree", "2"), "parallelism.pipeline_parallel_degree=2"),
         (("--parallelism.context_parallel_degree", "2"), "parallelism.context_parallel_degree=2"),
+        (("--parallelism.expert_parallel_degree", "2"), "parallelism.expert_parallel_degree=2: expert parallelism"),
         (("--let.teacher_path", ""), "let.teacher_path is empty"),
         (("--let.teacher_compile_mode", "reduce-overhead"), "let.teacher_compile_mode='reduce-overhead': needs a"),
     ],

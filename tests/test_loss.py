@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from let_components.capture import BlockCapture
 from let_components.loss import alignment_loss, interpolate_width
 from let_components.student import Student, StudentArgs
 
@@ -52,10 +53,17 @@ def _tiny_student(projection_dim: int = 0) -> Student:
     return model
 
 
+def _forward_capturing(model: Student, tokens: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    capture = BlockCapture(model, layer)
+    with capture.capturing():
+        logits = model(tokens)
+    return logits, capture.pop()
+
+
 def test_linear_projection_against_hand_computation():
     model = _tiny_student(projection_dim=8)
     tokens = torch.randint(0, 64, (2, 6))
-    logits, projected = model(tokens, capture_layer=1)
+    logits, projected = _forward_capturing(model, tokens, 1)
     # the same block-1 output computed by hand, then W h
     h = model.tok_embeddings(tokens)
     for layer_id in ("0", "1"):
@@ -72,7 +80,7 @@ def test_linear_projection_against_hand_computation():
 def test_alignment_gradient_reaches_blocks_up_to_k_only(projection_dim):
     model = _tiny_student(projection_dim)
     tokens = torch.randint(0, 64, (2, 6))
-    _, hidden = model(tokens, capture_layer=1)
+    _, hidden = _forward_capturing(model, tokens, 1)
     alignment_loss(hidden, torch.randn(2, 6, 8), torch.zeros(2, 6, dtype=torch.long)).backward()
     for name, param in model.named_parameters():
         reached = param.grad is not None and param.grad.abs().sum() > 0

@@ -79,6 +79,7 @@ def test_teacher_layer_is_the_output_of_that_block(tmp_path, layer):
 
 
 def test_teacher_is_frozen_and_unchanged_by_student_training(tmp_path):
+    from let_components.capture import BlockCapture
     from let_components.loss import alignment_loss
     from let_components.student import Student, StudentArgs
 
@@ -93,7 +94,10 @@ def test_teacher_is_frozen_and_unchanged_by_student_training(tmp_path):
     for _ in range(3):
         with torch.no_grad():
             target = teacher(ids)
-        logits, hidden = student(ids, capture_layer=0)
+        capture = BlockCapture(student, 0)
+        with capture.capturing():
+            logits = student(ids)
+        hidden = capture.pop()
         loss = logits.logsumexp(-1).mean() + alignment_loss(hidden, target, ids) / ids.numel()
         loss.backward()
         optimizer.step()

@@ -6,8 +6,15 @@ import pytest
 from torchtitan.config import ConfigManager
 
 from let_components.config import LETConfigError
-from let_components.tokenizer import TiktokenTokenizer, check_tokenizer, load_tokenizer
-from tests.helpers import ASSETS, REPO
+from let_components.tokenizer import (
+    TOKENIZER_COPY,
+    TiktokenTokenizer,
+    check_tokenizer,
+    keep_teacher_tokenizer,
+    load_tokenizer,
+    tokenizer_source,
+)
+from tests.helpers import ASSETS, QWEN_SPECIAL, REPO, save_qwen_tokenizer
 
 
 def _job_config(*args: str):
@@ -71,3 +78,33 @@ def test_a_different_tokenizer_is_refused_unless_allowed(tmp_path):
     # the same content under another path is the teacher's tokenizer
     shutil.copytree(ASSETS / "teacher_debug", tmp_path / "copy")
     check_tokenizer(load_tokenizer(tmp_path / "copy"), _job_config(), teacher_vocab_size=4096)
+
+
+def test_qwen_style_tokenizer_json_loads_with_eos_and_no_bos(tmp_path):
+    """Byte-level BPE behind Qwen2's split regex, specials after the merges, tokenizer_config with bos_token null."""
+    from transformers import AutoTokenizer
+
+    folder = save_qwen_tokenizer(tmp_path / "qwen", vocab_size=512)
+    tokenizer = load_tokenizer(folder)
+    assert tokenizer.get_vocab_size() == 512
+    assert tokenizer.bos_id is None and tokenizer.eos_id == 509  # <|endoftext|>, the first special token
+    assert [tokenizer.get_vocab()[t] for t in QWEN_SPECIAL] == [509, 510, 511]
+    text = "Return the sum of 12 values.\n"
+    ids = tokenizer.encode(text, add_bos=True, add_eos=True)
+    assert ids[-1] == 509 and 509 not in ids[:-1]  # documents end in eos; nothing is prepended
+    assert ids[:-1] == AutoTokenizer.from_pretrained(folder)(text)["input_ids"]  # transformers' Qwen2Tokenizer
+    assert tokenizer.decode(ids[:-1]) == text
+
+
+def test_tokenizer_comes_from_the_teacher_unless_hf_assets_path_is_set(tmp_path):
+    teacher = ASSETS / "teacher_debug"
+    job_config = _job_config("--let.teacher_path", str(teacher), "--job.dump_folder", str(tmp_path / "job"))
+    assert tokenizer_source(job_config) == (str(teacher), "let.teacher_path")
+    explicit = _job_config("--let.teacher_path", str(teacher), "--model.hf_assets_path", str(ASSETS / "tokenizer"))
+    assert tokenizer_source(explicit) == (str(ASSETS / "tokenizer"), "model.hf_assets_path")
+    # a job resumed after stop_step whose teacher folder is gone reads the copy it kept
+    keep_teacher_tokenizer(str(teacher), str(tmp_path / "job"))
+    gone = _job_config("--let.teacher_path", str(tmp_path / "gone"), "--job.dump_folder", str(tmp_path / "job"))
+    folder, key = tokenizer_source(gone)
+    assert (folder, key) == (str(tmp_path / "job" / TOKENIZER_COPY), "let.teacher_path (this job's copy)")
+    assert load_tokenizer(folder).get_vocab() == load_tokenizer(teacher).get_vocab()

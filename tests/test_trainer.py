@@ -14,6 +14,8 @@ from tests.helpers import (
     let_lines,
     run_train,
     save_llama,
+    save_qwen,
+    save_qwen_tokenizer,
     save_tiny_teacher,
     signal_tree,
     start_train,
@@ -22,6 +24,10 @@ from tests.helpers import (
 )
 
 LET_DEBUG = "train_configs/let_debug.toml"
+QWEN3_DEBUG = "train_configs/let_qwen3_debug.toml"
+MOE_DEBUG = "train_configs/let_deepseek_v3_debug.toml"
+# tiny batches for the other students: the capture seam and the step, not learning, are under test
+TINY = ("--training.seq_len", "64", "--training.local_batch_size", "2")
 BASELINE_DEBUG = "train_configs/baseline_debug.toml"
 # short runs: every step logged, no validation, TensorBoard on for full-precision losses
 SHORT = ("--metrics.log_freq", "1", "--validation.no-enable", "--metrics.enable_tensorboard")
@@ -188,7 +194,7 @@ BAD_INPUTS = {
     "teacher layer out of range": (("--let.teacher_layer", "4"), "let.teacher_layer=4"),
     "stop step beyond training": (("--training.steps", "10", "--let.stop_step", "11"), "let.stop_step=11"),
     "unsupported parallelism": (("--parallelism.tensor_parallel_degree", "2"), "parallelism.tensor_parallel_degree=2"),
-    "vocab mismatch": (("--let.teacher_path", "{small_vocab}"), "model.hf_assets_path="),
+    "vocab mismatch": (("--let.teacher_path", "{small_vocab}"), "tokenizer has 4096 ids"),
     "sequence beyond learned positions": (
         ("--let.teacher_path", "{opt}", "--model.hf_assets_path", "{opt}", "--training.seq_len", "1024"),
         "training.seq_len=1024",
@@ -214,10 +220,9 @@ def test_bad_input_exits_nonzero_with_one_line_error(tmp_path, case):
 @pytest.mark.parametrize("model_type", ["llama", "gpt_neox", "opt"])
 def test_each_teacher_architecture_swaps_in_from_the_command_line(tmp_path, model_type):
     teacher = save_tiny_teacher(tmp_path / model_type, model_type, gpt2_style_tokenizer=model_type != "llama")
-    log = _run(
-        tmp_path / "run", LET_DEBUG, "--training.steps", "3", "--let.stop_step", "2",
-        "--let.teacher_path", str(teacher), "--model.hf_assets_path", str(teacher),
-    )
+    # one key: the student's tokenizer follows let.teacher_path (model.hf_assets_path is not set)
+    log = _run(tmp_path / "run", LET_DEBUG, "--training.steps", "3", "--let.stop_step", "2",
+               "--let.teacher_path", str(teacher))
     assert sorted(let_lines(log)) == [1, 2]
     assert "teacher sanity check: LM loss" in log
     assert "teacher released" in log
@@ -248,3 +253,67 @@ def test_broken_teacher_folder_ends_the_run_with_one_line_and_no_checkpoint(tmp_
     assert f"let.teacher_path='{teacher}': model.safetensors tensor 'model." in errors[0]
     assert "step:" not in result.stdout
     assert not (out / "checkpoint").exists() or not any((out / "checkpoint").iterdir())
+
+
+# ---- other students and teachers: the same trainer through the block-k hook ----------------------------------
+
+
+def _assert_aligned_then_released(log: str, stop_step: int) -> None:
+    lines = let_lines(log)
+    assert sorted(lines) == list(range(1, stop_step + 1))
+    for step, line in lines.items():
+        assert line["lambda"] == pytest.approx(0.1 * (stop_step - (step - 1)) / stop_step, abs=1e-5)
+        assert line["alignment_loss"] == pytest.approx(-line["cosine"], abs=1e-4)
+    assert log.count("teacher released") == 1
+
+
+def test_qwen3_student_on_two_ranks_full_ac_compiled_resumes_mid_alignment(tmp_path):
+    """qwen3 dense student + the project's llama teacher; FSDP2 on 2 ranks, full AC, per-block compile (aot_eager).
+    Resumed from step 3 of 6 (stop_step 4), it reproduces the uninterrupted run's losses."""
+    args = (*TINY, "--training.steps", "6", "--let.stop_step", "4", "--checkpoint.enable", "--checkpoint.interval", "3",
+            "--activation_checkpoint.mode", "full", "--compile.enable", "--compile.backend", "aot_eager")
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    log = _run(full, QWEN3_DEBUG, *args, ngpu=2)
+    for line in ("Applied FSDP to the model", "Applied full activation checkpointing to the model",
+                 "Compiling each TransformerBlock with torch.compile"):
+        assert line in log
+    _assert_aligned_then_released(log, stop_step=4)
+    shutil.copytree(full / "checkpoint" / "step-3", resumed / "checkpoint" / "step-3")
+    log = _run(resumed, QWEN3_DEBUG, *args, ngpu=2)
+    assert "Training starts at step 4" in log
+    assert sorted(let_lines(log)) == [4] and log.count("teacher released") == 1
+    for tag in ("loss_metrics/global_avg_loss", "let/alignment_loss"):
+        expected, got = tb_scalars(full, tag), tb_scalars(resumed, tag)
+        assert sorted(got) == ([4, 5, 6] if "global" in tag else [4])
+        for step in got:
+            assert abs(expected[step] - got[step]) <= 1e-6, (tag, step, expected[step], got[step])
+
+
+def test_moe_student_aligns_to_a_dense_teacher(tmp_path):
+    """deepseek_v3 MoE student (for-loop experts on CPU, expert-bias load balancing on) + the llama teacher, full AC."""
+    log = _run(tmp_path, MOE_DEBUG, *TINY, "--training.steps", "3", "--let.stop_step", "2",
+               "--activation_checkpoint.mode", "full")
+    assert "Applied full activation checkpointing to the model" in log
+    _assert_aligned_then_released(log, stop_step=2)
+    assert sorted(_losses(tmp_path)) == [1, 2, 3]
+
+
+def test_llama_student_learns_from_a_qwen3_teacher_given_only_its_folder(tmp_path):
+    """A tiny Qwen3 teacher (q/k norm, explicit head_dim, tied) with a Qwen-style 512-token tokenizer: one key swaps
+    it in, the student trains in its vocabulary."""
+    import dataclasses
+
+    import torch
+
+    from let_components.student import Student, student_args
+
+    teacher = save_qwen(tmp_path / "qwen3", "qwen3", vocab_size=512, num_hidden_layers=2, head_dim=32,
+                        tie_word_embeddings=True)
+    save_qwen_tokenizer(teacher, vocab_size=512)
+    log = _run(tmp_path / "run", LET_DEBUG, *TINY, "--training.steps", "3", "--let.stop_step", "2",
+               "--let.teacher_path", str(teacher))
+    _assert_aligned_then_released(log, stop_step=2)
+    assert "teacher sanity check: LM loss" in log
+    with torch.device("meta"):
+        student = Student(dataclasses.replace(student_args["debugmodel"], vocab_size=512))
+    assert f"{sum(p.numel() for p in student.parameters()):,} total parameters" in log

@@ -5,7 +5,7 @@ Reading the folder (checkpoint.py), the checks before start (checks.py), loading
 compile policy of a run (build.py) each live in one place.
 """
 
-from . import gpt_neox, llama, opt  # noqa: F401  (register model_types "gpt_neox", "llama", "opt")
+from . import gpt_neox, llama, opt, qwen  # noqa: F401  (register "gpt_neox", "llama", "opt", "qwen2", "qwen3")
 from .build import build_teacher, release_cuda_graphs, teacher_compiled, uses_cuda_graphs
 from .checkpoint import (
     TEACHER_CONFIG_COPY,

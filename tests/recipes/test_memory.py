@@ -60,3 +60,25 @@ def test_estimate_7b_cli_prints_the_table():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "P = 7,526,944,768 parameters" in result.stdout
     assert "| **total** |" in result.stdout
+
+
+QWEN3_0_6B_CONFIG = {  # config.json of Qwen/Qwen3-0.6B (public): 28 x 1024, 16/8 heads of 128, tied
+    "model_type": "qwen3", "hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
+    "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936,
+    "rms_norm_eps": 1e-6, "rope_theta": 1000000, "tie_word_embeddings": True, "use_sliding_window": False,
+}
+QWEN3_0_6B_PARAMETERS = 596_049_920
+"""Qwen3-0.6B: 0.44B non-embedding + 151,936 x 1024 tied embedding (the model card's 0.6B / 0.44B)."""
+
+
+def test_qwen3_student_with_a_qwen3_teacher_is_estimated_and_moe_students_are_refused():
+    from let_components.student.deepseek_v3 import DeepSeekV3Student, deepseek_v3_student_args
+    from recipes.memory import format_estimate
+
+    assert teacher_parameters(QWEN3_0_6B_CONFIG) == QWEN3_0_6B_PARAMETERS
+    text = format_estimate("let_qwen3", "1.7B", QWEN3_0_6B_CONFIG, "Qwen3-0.6B")
+    # Qwen3-1.7B's blocks, untied: 2 x 151,936 x 2048 vocabulary rows
+    assert "P = 2,031,739,904 parameters" in text and "embedding 311,164,928" in text
+    assert "| **total** |" in text
+    with pytest.raises(ValueError, match="dense students"):
+        student_parameters(deepseek_v3_student_args["debugmodel"], DeepSeekV3Student)

@@ -1,0 +1,50 @@
+"""Reading the output of student block k without owning the student's forward.
+
+A forward hook on the object that sits in `model.layers[str(k)]` AFTER parallelize: torchtitan's outermost wrapper
+of the block (torch.compile's OptimizedModule around the activation-checkpoint wrapper for dense blocks, FSDP2's
+module class on top; the checkpoint wrapper or the block itself for MoE blocks, whose submodules are compiled).
+There the hook runs in eager Python once per forward: outside the compiled graph (a hook on the inner block would
+be traced into it) and not again when activation checkpointing recomputes the block in backward (recomputation
+calls the inner block, not this object). Nothing in `layers` is replaced, so MoE load balancing and checkpoints see
+torchtitan's own structure.
+
+The learned projection runs inside the hook, i.e. during the student's root forward, while FSDP2 holds the root
+group's parameters (the projection's) unsharded. The hook is registered only around a student forward that aligns,
+so validation and every step after stop_step run without it.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class BlockCapture:
+    """Keeps the (projected) output of one student block for the forward in flight."""
+
+    def __init__(self, model: nn.Module, layer: int):
+        self.block = model.layers[str(layer)]
+        self.projection: nn.Module | None = getattr(model, "let_projection", None)
+        self.layer = layer
+        self._output: torch.Tensor | None = None
+
+    def _keep(self, module: nn.Module, args: Any, output: torch.Tensor) -> None:
+        self._output = self.projection(output) if self.projection is not None else output
+
+    @contextmanager
+    def capturing(self) -> Iterator["BlockCapture"]:
+        """Hook block k for the duration of one student forward."""
+        handle = self.block.register_forward_hook(self._keep)
+        try:
+            yield self
+        finally:
+            handle.remove()
+
+    def pop(self) -> torch.Tensor:
+        """The captured state of the last forward (released here, so it never outlives its step)."""
+        output, self._output = self._output, None
+        if output is None:
+            raise RuntimeError(f"student block {self.layer} did not run in the forward that was captured")
+        return output

@@ -1,0 +1,113 @@
+"""A LET student from any torchtitan TrainSpec whose model has `layers`: the family's own model, parallelize
+function, optimizer builder and HF adapter, plus three narrow additions.
+
+- args: the student vocabulary is the teacher's embedding rows, the projection width the teacher's hidden size;
+- model: an optional `let_projection` Linear beside the blocks (the forward stays torchtitan's own; block k is
+  read by a forward hook, see let_components/capture.py);
+- HF adapter: LET-only parameters never reach an export.
+
+A family module (llama.py, qwen3.py, deepseek_v3.py) combines these mixins with torchtitan's classes and
+lists its flavors; `student_train_spec` does the rest.
+"""
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torchtitan.components.validate import build_validator
+from torchtitan.config import JobConfig
+from torchtitan.distributed import ParallelDims
+from torchtitan.models.utils import trunc_normal_
+from torchtitan.protocols.train_spec import BaseModelArgs, TrainSpec
+
+from .. import platform
+from ..teacher import teacher_architecture, teacher_config
+from ..tokenizer import build_tokenizer
+
+
+@dataclass
+class StudentArgsMixin:
+    """Put first in the bases of a torchtitan args dataclass: `class A(StudentArgsMixin, Qwen3ModelArgs)`."""
+
+    projection_dim: int = 0
+    """Width of the learned LET projection (teacher hidden size); 0 = no projection module."""
+
+    def update_from_config(self, job_config: JobConfig, **kwargs) -> None:
+        """Student vocabulary = the teacher's embedding rows; projection width = the teacher's hidden size."""
+        super().update_from_config(job_config, **kwargs)
+        let = getattr(job_config, "let", None)
+        if let is None or not let.teacher_path:
+            return
+        teacher = teacher_config(let.teacher_path, job_config.job.dump_folder)
+        self.vocab_size = teacher["vocab_size"]
+        if let.enable and let.projection == "linear":
+            self.projection_dim = teacher_architecture(teacher, let.teacher_path).output_width(
+                teacher, let.teacher_layer
+            )
+
+
+class ProjectionMixin:
+    """Put first in the bases of a torchtitan model: adds `let_projection` and nothing else.
+
+    The projection lives in the model for the whole run so checkpoints keep one structure; as a top-level module
+    it sits in FSDP2's root group, whose parameters are unsharded for the whole root forward - which is where the
+    capture hook calls it. It gets no gradient once lambda is 0, and the HF export drops it.
+    """
+
+    def __init__(self, model_args: Any):
+        super().__init__(model_args)
+        width = model_args.projection_dim
+        self.let_projection = nn.Linear(model_args.dim, width, bias=False) if width else None
+
+    def init_weights(self, buffer_device: torch.device | None = None) -> None:
+        super().init_weights(buffer_device=buffer_device)
+        if self.let_projection is not None:
+            trunc_normal_(self.let_projection.weight, mean=0.0, std=self.model_args.dim**-0.5)
+
+
+class DropProjectionAdapterMixin:
+    """Put first in the bases of a torchtitan state-dict adapter: LET-only parameters never reach an HF export."""
+
+    def to_hf(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        return super().to_hf({k: v for k, v in state_dict.items() if not k.startswith("let_projection.")})
+
+
+ParallelizeFn = Callable[[nn.Module, ParallelDims, JobConfig], nn.Module]
+
+
+def with_cpu_sum_reduction(parallelize_fn: ParallelizeFn) -> ParallelizeFn:
+    """The family's parallelize function unchanged; on CPU, FSDP2 gradients are reduced with plain SUM (gloo has no
+    PREMUL_SUM; torchtitan already divides by global valid tokens)."""
+
+    def parallelize(model: nn.Module, parallel_dims: ParallelDims, job_config: JobConfig) -> nn.Module:
+        model = parallelize_fn(model, parallel_dims, job_config)
+        if parallel_dims.fsdp_enabled and platform.on_cpu():
+            platform.force_sum_reduction(model)
+        return model
+
+    return parallelize
+
+
+def student_train_spec(
+    base: TrainSpec, model_cls: type, flavors: Mapping[str, BaseModelArgs], state_dict_adapter: type
+) -> TrainSpec:
+    """`base` (torchtitan's spec of the family) with the LET student's model, flavors, adapter and tokenizer.
+
+    Kept from `base`: optimizer builder (deepseek_v3's updates MoE expert biases), LR schedule, dataloader, loss.
+    Pipeline parallelism is off (LET refuses it); every student gets torchtitan's validator.
+    """
+    return dataclasses.replace(
+        base,
+        model_cls=model_cls,
+        # copies: torchtitan mutates the args of the flavor it trains (update_from_config)
+        model_args={name: copy.deepcopy(args) for name, args in flavors.items()},
+        parallelize_fn=with_cpu_sum_reduction(base.parallelize_fn),
+        pipelining_fn=None,
+        build_tokenizer_fn=build_tokenizer,
+        build_validator_fn=build_validator,
+        state_dict_adapter=state_dict_adapter,
+    )
