@@ -188,17 +188,43 @@ def _small_vocab_teacher(tmp_path: Path) -> Path:
     return save_llama(tmp_path / "small_vocab", ASSETS / "teacher_debug", vocab_size=256)
 
 
-BAD_INPUTS = {
-    "teacher missing": (("--let.teacher_path", "/nonexistent/teacher"), "let.teacher_path='/nonexistent/teacher'"),
+# Each refused before torchtitan builds anything (check_before_start), so checked in-process; the two end-to-end
+# cases below show the launcher turning such an error into one line and a non-zero exit.
+REFUSED_BEFORE_START = {
     "student layer out of range": (("--let.student_layer", "6"), "let.student_layer=6"),
     "teacher layer out of range": (("--let.teacher_layer", "4"), "let.teacher_layer=4"),
     "stop step beyond training": (("--training.steps", "10", "--let.stop_step", "11"), "let.stop_step=11"),
     "unsupported parallelism": (("--parallelism.tensor_parallel_degree", "2"), "parallelism.tensor_parallel_degree=2"),
-    "vocab mismatch": (("--let.teacher_path", "{small_vocab}"), "tokenizer has 4096 ids"),
     "sequence beyond learned positions": (
         ("--let.teacher_path", "{opt}", "--model.hf_assets_path", "{opt}", "--training.seq_len", "1024"),
         "training.seq_len=1024",
     ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_BEFORE_START)
+def test_bad_input_is_refused_before_anything_is_built(tmp_path, monkeypatch, case):
+    from torchtitan.config import ConfigManager
+
+    from let_components.config import LETConfigError
+    from let_components.trainer import check_before_start
+
+    args, expected = REFUSED_BEFORE_START[case]
+    if "{opt}" in args:  # learned positions stop at max_position_embeddings = 512
+        args = tuple(a.format(opt=save_tiny_teacher(tmp_path / "opt", "opt")) for a in args)
+    monkeypatch.chdir(ASSETS.parent)  # the config's teacher and tokenizer paths are relative to the repository
+    job_config = ConfigManager().parse_args(
+        ["--job.config_file", LET_DEBUG, "--job.dump_folder", str(tmp_path / "out"), *args]
+    )
+    with pytest.raises(LETConfigError, match=re.escape(expected)) as error:
+        check_before_start(job_config)
+    assert "\n" not in str(error.value)
+
+
+BAD_INPUTS = {
+    "teacher missing": (("--let.teacher_path", "/nonexistent/teacher"), "let.teacher_path='/nonexistent/teacher'"),
+    # found after torchtitan built the tokenizer: the student's vocabulary would not cover it
+    "vocab mismatch": (("--let.teacher_path", "{small_vocab}"), "tokenizer has 4096 ids"),
 }
 
 
@@ -207,8 +233,6 @@ def test_bad_input_exits_nonzero_with_one_line_error(tmp_path, case):
     args, expected = BAD_INPUTS[case]
     if "{small_vocab}" in args:
         args = tuple(a.format(small_vocab=_small_vocab_teacher(tmp_path)) for a in args)
-    if "{opt}" in args:  # learned positions stop at max_position_embeddings = 512
-        args = tuple(a.format(opt=save_tiny_teacher(tmp_path / "opt", "opt")) for a in args)
     result = run_train("--job.config_file", LET_DEBUG, "--job.dump_folder", str(tmp_path / "out"), *args)
     assert result.returncode != 0
     errors = [line for line in result.stdout.splitlines() if "[LET] configuration error:" in line]
