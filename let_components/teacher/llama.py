@@ -13,8 +13,8 @@ from torchtitan.models.llama3.model.state_dict_adapter import Llama3StateDictAda
 
 from ..config import LETConfigError
 from .checkpoint import rope_config, strip_prefix
-from .modules import lm_head_logits
-from .registry import TeacherArchitecture, TeacherOptions, register_teacher, resolve_layer
+from .modules import cut_to_layer, lm_head_logits, tied_embeddings
+from .registry import TeacherArchitecture, TeacherOptions, register_teacher
 
 # Llama-3 RoPE with factor 1 leaves every frequency unchanged: how "no scaling" is said to torchtitan.
 NO_ROPE_SCALING = RoPEScalingArgs(scaling_factor=1.0)
@@ -66,14 +66,7 @@ class LlamaTeacher(Transformer):
 
     def __init__(self, args: TransformerModelArgs, options: TeacherOptions, tie_embeddings: bool):
         super().__init__(args)
-        last = resolve_layer(options.layer, args.n_layers)
-        for layer_id in range(last + 1, args.n_layers):
-            del self.layers[str(layer_id)]
-        if options.layer != -1:
-            self.norm = None
-        # Tied checkpoints (SmolLM, Llama-3.2) ship no lm_head: read logits off the embedding instead.
-        if tie_embeddings:
-            self.output = None
+        cut_to_layer(self, options.layer, args.n_layers, tie_embeddings)
         self.hidden_size, self.vocab_size, self.n_layers = args.dim, args.vocab_size, args.n_layers
         self.max_seq_len = None
 
@@ -90,18 +83,14 @@ class LlamaTeacher(Transformer):
         self.freqs_cis = self._precompute_freqs_cis().to(self.tok_embeddings.weight.device)
 
 
-def _tied(config: dict[str, Any]) -> bool:
-    return bool(config.get("tie_word_embeddings", False))
-
-
 def build_llama_teacher(config: dict[str, Any], options: TeacherOptions) -> LlamaTeacher:
-    return LlamaTeacher(llama_args(config, options), options, _tied(config))
+    return LlamaTeacher(llama_args(config, options), options, tied_embeddings(config))
 
 
 def convert_llama_state_dict(config: dict[str, Any], hf_state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     hf_state_dict = {("model." + k if not k.startswith(("model.", "lm_head.")) else k): v
                      for k, v in strip_prefix(hf_state_dict, ("base_model.",)).items()}
-    if _tied(config):
+    if tied_embeddings(config):
         hf_state_dict.pop("lm_head.weight", None)
     adapter = Llama3StateDictAdapter(llama_args(config, TeacherOptions()), None)
     return adapter.from_hf(hf_state_dict)

@@ -11,6 +11,7 @@ from torch.nn.attention.flex_attention import BlockMask
 from torchtitan.models.attention import FlexAttentionWrapper, ScaledDotProductAttentionWrapper
 
 from ..config import LETConfigError
+from .registry import resolve_layer
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,
@@ -51,3 +52,19 @@ def lm_head_logits(teacher: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """Logits off the teacher's `output` head, or off its embedding when the checkpoint ties them (no lm_head)."""
     weight = teacher.output.weight if teacher.output is not None else teacher.tok_embeddings.weight
     return hidden @ weight.t()
+
+
+def tied_embeddings(config: dict[str, Any]) -> bool:
+    """Tied checkpoints (SmolLM, Llama-3.2, small Qwens) ship no lm_head: logits come off the embedding."""
+    return bool(config.get("tie_word_embeddings", False))
+
+
+def cut_to_layer(teacher: nn.Module, layer: int, n_layers: int, tied: bool) -> None:
+    """Make a torchtitan decoder a teacher in place: drop the blocks after the requested `layer` (-1: all kept),
+    the final norm when an inner block is read, and the LM head of tied checkpoints."""
+    for layer_id in range(resolve_layer(layer, n_layers) + 1, n_layers):
+        del teacher.layers[str(layer_id)]
+    if layer != -1:
+        teacher.norm = None
+    if tied:
+        teacher.output = None

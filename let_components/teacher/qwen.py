@@ -15,8 +15,8 @@ from torchtitan.models.qwen3.model.state_dict_adapter import Qwen3StateDictAdapt
 
 from ..config import LETConfigError
 from .checkpoint import rope_config, strip_prefix
-from .modules import lm_head_logits
-from .registry import TeacherArchitecture, TeacherOptions, register_teacher, resolve_layer
+from .modules import cut_to_layer, lm_head_logits, tied_embeddings
+from .registry import TeacherArchitecture, TeacherOptions, register_teacher
 
 
 def _check_variant(config: dict[str, Any], model_type: str) -> None:
@@ -63,18 +63,12 @@ class QwenTeacher(Qwen3Model):
 
     def __init__(self, args: Qwen3ModelArgs, options: TeacherOptions, tie_embeddings: bool, qkv_bias: bool):
         super().__init__(args)
-        last = resolve_layer(options.layer, args.n_layers)
-        for layer_id in range(last + 1, args.n_layers):
-            del self.layers[str(layer_id)]
         if qkv_bias:  # Qwen2: q/k/v projections have a bias, the output projection has none
             for block in self.layers.values():
                 for name in ("wq", "wk", "wv"):
                     linear = getattr(block.attention, name)
                     setattr(block.attention, name, nn.Linear(linear.in_features, linear.out_features, bias=True))
-        if options.layer != -1:
-            self.norm = None
-        if tie_embeddings:
-            self.output = None
+        cut_to_layer(self, options.layer, args.n_layers, tie_embeddings)
         self.hidden_size, self.n_layers, self.max_seq_len = args.dim, args.n_layers, None
 
     def forward(self, tokens: torch.Tensor, attention_masks: Any = None) -> torch.Tensor:
@@ -90,10 +84,6 @@ class QwenTeacher(Qwen3Model):
         self.rope_cache = self._precompute_rope_cache().to(self.tok_embeddings.weight.device)
 
 
-def _tied(config: dict[str, Any]) -> bool:
-    return bool(config.get("tie_word_embeddings", False))
-
-
 class QwenStateDictAdapter(Qwen3StateDictAdapter):
     """torchtitan's qwen3 HF mapping plus Qwen2's q/k/v biases."""
 
@@ -105,7 +95,8 @@ class QwenStateDictAdapter(Qwen3StateDictAdapter):
 
 def _builder(model_type: str):
     def build(config: dict[str, Any], options: TeacherOptions) -> QwenTeacher:
-        return QwenTeacher(qwen_args(config, options, model_type), options, _tied(config), model_type == "qwen2")
+        args = qwen_args(config, options, model_type)
+        return QwenTeacher(args, options, tied_embeddings(config), qkv_bias=model_type == "qwen2")
 
     return build
 
@@ -114,7 +105,7 @@ def _converter(model_type: str):
     def convert(config: dict[str, Any], hf_state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         hf_state_dict = {("model." + k if not k.startswith(("model.", "lm_head.")) else k): v
                          for k, v in strip_prefix(hf_state_dict, ("base_model.",)).items()}
-        if _tied(config):
+        if tied_embeddings(config):
             hf_state_dict.pop("lm_head.weight", None)
         return QwenStateDictAdapter(qwen_args(config, TeacherOptions(), model_type)).from_hf(hf_state_dict)
 
