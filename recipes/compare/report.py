@@ -146,8 +146,9 @@ def plot(comparison: Comparison, runs: dict[str, list[RunMetrics]], path: Path) 
         diff = difference_curve(members, baseline)
         steps, values, stds = zip(*diff, strict=True)
         if group == baseline_name:
-            differences.fill_between(steps, [-s for s in stds], stds, color="gray", alpha=0.25,
-                                     label="baseline seeds: ± std (noise)")
+            if len(members) > 1:
+                differences.fill_between(steps, [-s for s in stds], stds, color="gray", alpha=0.25,
+                                         label="baseline seeds: ± std (noise)")
             continue
         differences.plot(steps, values, marker="o", markersize=3, color=color, label=group)
         if len(members) > 1:
