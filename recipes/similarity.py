@@ -112,7 +112,8 @@ def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, A
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Any]:
+    """The tool's arguments, and the run's JobConfig: the TOML plus any config overrides among the arguments."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, type=Path, help="a student DCP folder: DIR/checkpoint/step-N")
     parser.add_argument("--config", required=True, help="the run's TOML (spec, flavor, validation data, [let])")
@@ -122,7 +123,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, overrides = parser.parse_known_args(argv)
     if args.teacher:
         overrides += ["--let.teacher_path", args.teacher]
-    job_config = ConfigManager().parse_args(["--job.config_file", args.config, *overrides])
+    return args, ConfigManager().parse_args(["--job.config_file", args.config, *overrides])
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args, job_config = parse(argv)
     result = similarity(job_config, args.checkpoint, args.sequences)
     print(
         f"{args.checkpoint}: block {result['student_layer']} vs teacher layer {result['teacher_layer']} on "
