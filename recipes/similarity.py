@@ -95,6 +95,7 @@ def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, A
         TeacherOptions(layer=let.teacher_layer, max_seq_len=inputs.shape[1],
                        attn_type=getattr(student.model_args, "attn_type", "sdpa")),
     )
+    # a plain hook, not BlockCapture: CKA needs block k's raw state, before the run's projection
     captured: list[torch.Tensor] = []
     handle = student.layers[str(let.student_layer)].register_forward_hook(lambda m, a, out: captured.append(out))
     with torch.no_grad():
