@@ -55,8 +55,24 @@ class LET:
 
 
 @dataclass
+class Student:
+    """Choices about the student model itself, for LET and baseline runs alike.
+
+    A section of its own, not a `[let]` key: a baseline (`let.enable = false`, "plain torchtitan") must start from
+    the same weights as the LET run it is compared with, and `[let]` keys are LET's. Not in torchtitan's `[model]`
+    either: torchtitan's own model specs would ignore the key, only the LET student specs read it.
+    """
+
+    init: Literal["torchtitan", "hf"] = "torchtitan"
+    """torchtitan: the family's own init_weights (llama3: token embeddings N(0, 1), LM head std dim^-0.5);
+    hf: Hugging Face / Megatron-LM style, N(0, 0.02) for embeddings and every linear including the LM head, with
+    the blocks' residual output projections at 0.02/sqrt(2 * n_layers) (let_llama and let_qwen3)."""
+
+
+@dataclass
 class JobConfig(TitanJobConfig):
     let: LET = field(default_factory=LET)
+    student: Student = field(default_factory=Student)
 
 
 class LETConfigError(ValueError):

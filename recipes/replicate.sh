@@ -5,25 +5,10 @@
 # Finished steps are skipped when their outputs exist, so an interrupted run resumes where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=outputs/replication
+source recipes/replication_setup.sh  # OUT, prepare_replication, run
 SEEDS=${SEEDS:-"0 1"}
 
-python -m recipes.build_replication_data --out "$OUT/data" --install
-
-if [ ! -f "$OUT/teacher/model.safetensors" ]; then
-  ./run_train.sh --job.config_file train_configs/replication_teacher.toml
-  python -m recipes.export_hf --checkpoint "$OUT/teacher_run/checkpoint/step-1500" --flavor debug_teacher \
-    --tokenizer assets/tokenizer --out "$OUT/teacher"
-fi
-
-run() {  # run NAME CONFIG [extra args]: one student run into $OUT/NAME, skipped when it finished before
-  local name=$1 config=$2
-  shift 2
-  if ! grep -qs "Training completed" "$OUT/$name.log"; then
-    rm -rf "${OUT:?}/$name"
-    ./run_train.sh --job.config_file "$config" --job.dump_folder "$OUT/$name" "$@" 2>&1 | tee "$OUT/$name.log"
-  fi
-}
+prepare_replication
 
 for seed in $SEEDS; do
   run "baseline_s$seed" train_configs/replication_baseline.toml --debug.seed "$seed"
@@ -37,4 +22,4 @@ if [ "${EXTRA:-0}" = 1 ]; then
   LET_RUNS+=("lambda_0.01=$OUT/let_lambda0.01_s0" "lambda_1.0=$OUT/let_lambda1.0_s0" "L2L=$OUT/let_L2L_s0")
 fi
 
-python -m recipes.compare --baseline $(printf "$OUT/baseline_s%s " $SEEDS) --let "${LET_RUNS[@]}" --out "$OUT/compare"
+x python -m recipes.compare --baseline $(printf "$OUT/baseline_s%s " $SEEDS) --let "${LET_RUNS[@]}" --out "$OUT/compare"

@@ -6,6 +6,7 @@ grouped-mm kernels.
 """
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torchtitan.models.deepseek_v3 import get_train_spec as deepseek_v3_train_spec
 from torchtitan.models.deepseek_v3.model.args import DeepSeekV3ModelArgs
@@ -21,7 +22,8 @@ SPEC_NAME = "let_deepseek_v3"
 
 @dataclass
 class DeepSeekV3StudentArgs(StudentArgsMixin, DeepSeekV3ModelArgs):
-    pass
+    hf_init_supported: ClassVar[bool] = False
+    """MLA projections, routed experts (3-D weights) and the router have no `hf` rule: `student.init` is refused."""
 
 
 class DeepSeekV3Student(ProjectionMixin, DeepSeekV3Model):

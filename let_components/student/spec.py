@@ -3,7 +3,8 @@ function, optimizer builder and HF adapter, plus three narrow additions.
 
 - args: the student vocabulary is the teacher's embedding rows, the projection width the teacher's hidden size;
 - model: an optional `let_projection` Linear beside the blocks (the forward stays torchtitan's own; block k is
-  read by a forward hook, see let_components/capture.py);
+  read by a forward hook, see let_components/capture.py), and the `[student] init` choice in init_weights
+  (init.py), for baseline and LET runs alike;
 - HF adapter: LET-only parameters never reach an export.
 
 A family module (llama.py, qwen3.py, deepseek_v3.py) combines these mixins with torchtitan's classes and
@@ -14,7 +15,7 @@ import copy
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -25,8 +26,10 @@ from torchtitan.models.utils import trunc_normal_
 from torchtitan.protocols.train_spec import BaseModelArgs, TrainSpec
 
 from .. import platform
+from ..config import LETConfigError, Student, valid_choices
 from ..teacher import teacher_architecture, teacher_config
 from ..tokenizer import build_tokenizer
+from .init import hf_init_
 
 
 @dataclass
@@ -36,9 +39,27 @@ class StudentArgsMixin:
     projection_dim: int = 0
     """Width of the learned LET projection (teacher hidden size); 0 = no projection module."""
 
+    init_scheme: str = "torchtitan"
+    """`[student] init`: torchtitan (the family's own init_weights) or hf (init.py)."""
+
+    hf_init_supported: ClassVar[bool] = True
+    """Whether init.py's `hf` rules cover this family's parameters (false: `hf` is refused before building)."""
+
     def update_from_config(self, job_config: JobConfig, **kwargs) -> None:
-        """Student vocabulary = the teacher's embedding rows; projection width = the teacher's hidden size."""
+        """Student vocabulary = the teacher's embedding rows; projection width = the teacher's hidden size;
+        the init scheme from `[student] init` (whether LET is enabled or not)."""
         super().update_from_config(job_config, **kwargs)
+        student = getattr(job_config, "student", None)
+        self.init_scheme = student.init if student is not None else "torchtitan"
+        if self.init_scheme not in valid_choices(Student, "init"):
+            raise LETConfigError(
+                f"student.init={self.init_scheme!r}: valid are {', '.join(valid_choices(Student, 'init'))}"
+            )
+        if self.init_scheme == "hf" and not self.hf_init_supported:
+            raise LETConfigError(
+                f"student.init='hf': not supported for model.name={job_config.model.name!r} (its MoE and MLA "
+                "weights have no hf rule here); use 'torchtitan'"
+            )
         let = getattr(job_config, "let", None)
         if let is None or not let.teacher_path:
             return
@@ -51,7 +72,7 @@ class StudentArgsMixin:
 
 
 class ProjectionMixin:
-    """Put first in the bases of a torchtitan model: adds `let_projection` and nothing else.
+    """Put first in the bases of a torchtitan model: adds `let_projection` and the `[student] init` choice.
 
     The projection lives in the model for the whole run so checkpoints keep one structure; as a top-level module
     it sits in FSDP2's root group, whose parameters are unsharded for the whole root forward - which is where the
@@ -65,6 +86,8 @@ class ProjectionMixin:
 
     def init_weights(self, buffer_device: torch.device | None = None) -> None:
         super().init_weights(buffer_device=buffer_device)
+        if self.model_args.init_scheme == "hf":
+            hf_init_(self, self.model_args.n_layers)
         if self.let_projection is not None:
             trunc_normal_(self.let_projection.weight, mean=0.0, std=self.model_args.dim**-0.5)
 

@@ -1,0 +1,145 @@
+"""How similar are a student's block-k states to the teacher's final states? Linear CKA, basis-free.
+
+    python -m recipes.similarity --checkpoint outputs/init_study/let_s0/checkpoint/step-100 \\
+        --config train_configs/replication_let.toml --teacher outputs/replication/teacher [--sequences 16] \\
+        [--json out.json] [any config override, e.g. --let.student_layer 2]
+
+The logged LET cosine measures alignment in one fixed basis (the interpolated teacher vector, or the learned
+projection's); linear CKA (Kornblith et al., ICML 2019) compares the two sets of token states up to any rotation and
+isotropic scaling, at different widths, so "did the representations align" has an answer for baselines too.
+Both are computed on a FIXED batch: the first `--sequences` sequences of the config's validation dataset, packed
+and tokenized as torchtitan's validator does with the run's tokenizer. The cosine is the run's own: through the
+checkpoint's `let_projection` when it has one, else the teacher state interpolated to the student width.
+"""
+
+import argparse
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torchtitan.components.loss import IGNORE_INDEX
+from torchtitan.config import ConfigManager
+from torchtitan.hf_datasets.text_datasets import build_text_validation_dataloader
+from torchtitan.protocols.train_spec import get_train_spec
+
+import let_components  # noqa: F401  (registers the student specs and datasets)
+from let_components.loss import alignment_loss
+from let_components.teacher import TeacherOptions, load_teacher
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA between [n, d1] and [n, d2] (rows: the same n examples; widths may differ), in float64.
+
+    ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F) with column-centred Xc, Yc: the feature-space form of
+    HSIC(XX^T, YY^T) normalised, which costs d1 x d2 instead of n x n. 1 for X against itself or any orthogonal
+    transform and isotropic scaling of it; 0 when the two are uncorrelated.
+    """
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"linear_cka: {x.shape[0]} rows against {y.shape[0]}: the rows must be the same examples")
+    x = x.double() - x.double().mean(0)
+    y = y.double() - y.double().mean(0)
+    cross = torch.linalg.matrix_norm(y.T @ x) ** 2
+    return (cross / (torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y))).item()
+
+
+def fixed_batch(job_config: Any, tokenizer: Any, sequences: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `sequences` (inputs, labels) rows of the validation dataset, in order (one data-parallel rank)."""
+    loader = build_text_validation_dataloader(1, 0, tokenizer, job_config)
+    inputs, labels = [], []
+    for input_dict, batch_labels in loader:
+        inputs.append(input_dict["input"])
+        labels.append(batch_labels)
+        if sum(len(b) for b in inputs) >= sequences:
+            break
+    inputs_t, labels_t = torch.cat(inputs)[:sequences], torch.cat(labels)[:sequences]
+    if len(inputs_t) < sequences:
+        raise ValueError(f"--sequences {sequences}: the validation dataset has only {len(inputs_t)}")
+    return inputs_t, labels_t
+
+
+def load_student(job_config: Any, checkpoint: Path) -> torch.nn.Module:
+    """The checkpoint's student on CPU in float32: spec and flavor from the config, vocabulary and projection width
+    from the checkpoint itself (a baseline has no `let_projection`)."""
+    spec = get_train_spec(job_config.model.name)
+    args = copy.deepcopy(spec.model_args[job_config.model.flavor])
+    args.update_from_config(job_config)
+    metadata = dcp.FileSystemReader(str(checkpoint)).read_metadata().state_dict_metadata
+    args.vocab_size = metadata["tok_embeddings.weight"].size[0]
+    projection = metadata.get("let_projection.weight")
+    args.projection_dim = projection.size[0] if projection is not None else 0
+    with torch.device("meta"):
+        model = spec.model_cls(args)
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        model.init_weights(buffer_device=torch.device("cpu"))
+    # only the model's tensors are read (in place), whether the checkpoint is model-only or full
+    state_dict = model.state_dict()
+    missing = sorted(set(state_dict) - set(metadata))
+    if missing:
+        raise ValueError(f"{checkpoint}: no {', '.join(missing[:3])}: not a checkpoint of this config's student")
+    dcp.load(state_dict, checkpoint_id=str(checkpoint))
+    return model.eval()
+
+
+def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, Any]:
+    """CKA(student block k, teacher) and the run's mean cosine on the fixed batch."""
+    let = job_config.let
+    spec = get_train_spec(job_config.model.name)
+    inputs, labels = fixed_batch(job_config, spec.build_tokenizer_fn(job_config), sequences)
+    student = load_student(job_config, checkpoint)
+    teacher = load_teacher(
+        let.teacher_path, "cpu", torch.float32,
+        TeacherOptions(layer=let.teacher_layer, max_seq_len=inputs.shape[1],
+                       attn_type=getattr(student.model_args, "attn_type", "sdpa")),
+    )
+    # a plain hook, not BlockCapture: CKA needs block k's raw state, before the run's projection
+    captured: list[torch.Tensor] = []
+    handle = student.layers[str(let.student_layer)].register_forward_hook(lambda m, a, out: captured.append(out))
+    with torch.no_grad():
+        student(inputs)
+        handle.remove()
+        student_hidden, teacher_hidden = captured[0], teacher(inputs)
+        mapped = student.let_projection(student_hidden) if student.let_projection is not None else student_hidden
+        valid = labels != IGNORE_INDEX
+        cosine = -alignment_loss(mapped, teacher_hidden, labels).item() / valid.sum().item()
+        cka = linear_cka(student_hidden[valid], teacher_hidden[valid])
+    return {
+        "checkpoint": str(checkpoint), "student_layer": let.student_layer, "teacher_layer": let.teacher_layer,
+        "tokens": int(valid.sum()), "linear_cka": cka, "cosine": cosine,
+        "cosine_map": "let_projection" if student.let_projection is not None else "interpolate",
+    }
+
+
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Any]:
+    """The tool's arguments, and the run's JobConfig: the TOML plus any config overrides among the arguments."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, type=Path, help="a student DCP folder: DIR/checkpoint/step-N")
+    parser.add_argument("--config", required=True, help="the run's TOML (spec, flavor, validation data, [let])")
+    parser.add_argument("--teacher", help="teacher folder (default: the config's let.teacher_path)")
+    parser.add_argument("--sequences", type=int, default=16, help="first N validation sequences (default 16)")
+    parser.add_argument("--json", type=Path, help="also write the result as JSON here")
+    args, overrides = parser.parse_known_args(argv)
+    if args.teacher:
+        overrides += ["--let.teacher_path", args.teacher]
+    return args, ConfigManager().parse_args(["--job.config_file", args.config, *overrides])
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args, job_config = parse(argv)
+    result = similarity(job_config, args.checkpoint, args.sequences)
+    print(
+        f"{args.checkpoint}: block {result['student_layer']} vs teacher layer {result['teacher_layer']} on "
+        f"{result['tokens']:,} tokens: linear CKA {result['linear_cka']:.4f}, "
+        f"cosine {result['cosine']:.4f} ({result['cosine_map']})"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+import torch
+
+from recipes.similarity import linear_cka, main
+from tests.helpers import ASSETS, REPO, run_train
+
+
+def test_linear_cka_matches_a_hand_computation():
+    # centred columns: x = [[-1], [0], [1]], y = [[-1, 1], [0, -2], [1, 1]] (already centred)
+    x = torch.tensor([[0.0], [1.0], [2.0]])
+    y = torch.tensor([[-1.0, 1.0], [0.0, -2.0], [1.0, 1.0]])
+    # Yc^T Xc = [2, 0]: ||.||^2 = 4; ||Xc^T Xc|| = 2; Yc^T Yc = [[2, 0], [0, 6]]: ||.|| = sqrt(40)
+    assert linear_cka(x, y) == pytest.approx(4 / (2 * 40**0.5))
+
+
+def test_linear_cka_is_one_on_itself_and_invariant_to_rotation_and_isotropic_scaling():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 16, generator=generator)
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    rotation, _ = torch.linalg.qr(torch.randn(16, 16, generator=generator))
+    assert linear_cka(x, 3.5 * x @ rotation + 2.0) == pytest.approx(1.0)
+    y = torch.randn(200, 40, generator=generator)  # another width
+    assert linear_cka(x, y) == pytest.approx(linear_cka(x, 0.1 * y @ torch.linalg.qr(torch.randn(40, 40))[0]))
+    assert linear_cka(x, y) < 0.2  # independent features: near 0
+    # not invariant to a non-isotropic scaling
+    assert linear_cka(x, x * torch.linspace(0.1, 10, 16)) < 0.9
+
+
+def test_linear_cka_refuses_different_examples():
+    with pytest.raises(ValueError, match="rows must be the same examples"):
+        linear_cka(torch.zeros(3, 2), torch.zeros(4, 2))
+
+
+def test_similarity_cli_on_a_two_step_checkpoint(tmp_path):
+    dump = tmp_path / "run"
+    config = str(REPO / "train_configs/let_debug.toml")
+    run = run_train("--job.config_file", config, "--job.dump_folder", str(dump), "--training.steps", "2",
+                    "--let.stop_step", "2", "--checkpoint.enable", "--checkpoint.interval", "2",
+                    "--training.seq_len", "64", "--training.local_batch_size", "2", "--let.projection", "linear",
+                    "--validation.no-enable")
+    assert run.returncode == 0, run.stdout[-3000:]
+    out = tmp_path / "similarity.json"
+    result = main(["--checkpoint", str(dump / "checkpoint/step-2"), "--config", config,
+                   "--teacher", str(ASSETS / "teacher_debug"), "--sequences", "2", "--json", str(out),
+                   "--validation.seq_len", "64"])
+    assert result == json.loads(out.read_text())
+    assert result["tokens"] == 2 * 64 and result["cosine_map"] == "let_projection"
+    assert 0 < result["linear_cka"] <= 1 and -1 <= result["cosine"] <= 1

@@ -1,0 +1,58 @@
+"""recipes/study_init.sh is hours of CPU training: here only its syntax and, through DRY_RUN=1, that every command it
+would run parses (run_train.sh overrides with torchtitan's ConfigManager, similarity calls with their own parser)."""
+
+import os
+import shlex
+import subprocess
+
+from torchtitan.config import ConfigManager
+
+from recipes.similarity import parse
+from tests.helpers import REPO
+
+
+def _dry_run(tmp_path, **env) -> subprocess.CompletedProcess:
+    run_env = {**os.environ, "DRY_RUN": "1", "REPLICATION_OUT": str(tmp_path), **env}
+    return subprocess.run(["bash", "recipes/study_init.sh"], cwd=REPO, env=run_env, capture_output=True, text=True)
+
+
+def test_study_scripts_are_valid_bash():
+    for script in ("study_init.sh", "replicate.sh", "replication_setup.sh"):
+        subprocess.run(["bash", "-n", str(REPO / "recipes" / script)], check=True)
+
+
+def test_dry_run_pairs_every_variant_with_its_own_baseline_and_every_command_parses(tmp_path):
+    run = _dry_run(tmp_path)
+    assert run.returncode == 0, run.stderr
+    lines = [shlex.split(line) for line in run.stdout.splitlines()]
+    trains = {cmd[cmd.index("--job.dump_folder") + 1].rsplit("/", 1)[1]: cmd[1:] for cmd in lines
+              if cmd[0] == "./run_train.sh" and "--job.dump_folder" in cmd}  # the teacher run has none
+    # stage 1: both baselines and the five variants at seed 0; stage 2 (SEEDS2_VARIANTS="hf stop250"): seed 1
+    assert sorted(trains) == sorted([
+        "baseline_s0", "baseline_hf_s0", "let_paper_s0", "let_hf_s0", "let_linear_s0", "let_stop250_s0",
+        "let_lambda0.3_s0", "baseline_s1", "baseline_hf_s1", "let_hf_s1", "let_stop250_s1",
+    ])
+    for name, args in trains.items():
+        job_config = ConfigManager().parse_args(args)
+        assert job_config.student.init == ("hf" if "hf" in name else "torchtitan")
+        assert job_config.let.enable == name.startswith("let_")
+        assert job_config.checkpoint.enable and job_config.checkpoint.interval == 100
+        assert job_config.debug.seed == int(name[-1])
+    assert ConfigManager().parse_args(trains["let_stop250_s0"]).let.stop_step == 250
+    assert ConfigManager().parse_args(trains["let_lambda0.3_s0"]).let.lambda_0 == 0.3
+    assert ConfigManager().parse_args(trains["let_linear_s0"]).let.projection == "linear"
+    similarities = [cmd[3:] for cmd in lines if cmd[:3] == ["python", "-m", "recipes.similarity"]]
+    assert len(similarities) == 11 * 5  # every run at steps 100..500
+    args, job_config = parse(similarities[0])
+    assert args.json.name == "baseline_s0_step100.json" and job_config.let.teacher_path == f"{tmp_path}/teacher"
+    compares = [cmd for cmd in lines if cmd[:3] == ["python", "-m", "recipes.compare"]]
+    assert [cmd[-1].rsplit("_", 1)[1] for cmd in compares] == ["paper", "hf", "linear", "stop250", "lambda0.3"]
+    hf = compares[1]
+    hf_baselines = [f"{tmp_path}/init_study/baseline_hf_s{seed}" for seed in (0, 1)]
+    assert hf[hf.index("--baseline") + 1:hf.index("--let")] == hf_baselines
+
+
+def test_an_unknown_second_stage_variant_stops_before_any_run(tmp_path):
+    run = _dry_run(tmp_path, SEEDS2_VARIANTS="hf lambda3")
+    assert run.returncode == 2 and "unknown variant 'lambda3'" in run.stdout
+    assert "run_train.sh" not in run.stdout
