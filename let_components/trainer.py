@@ -47,7 +47,8 @@ from .teacher import (
 from .tokenizer import check_tokenizer, keep_teacher_tokenizer
 
 RUN_RECORD = "let_run.json"
-"""The run's `[let]` values and training.steps, in its dump folder: tools read stop_step here, not off the logs."""
+"""The run's `[let]` values, training.steps and student.init, in its dump folder: tools read stop_step here, not off
+the logs."""
 
 
 class LETTrainer(Trainer):
@@ -201,7 +202,11 @@ class LETTrainer(Trainer):
         if teacher_needed:
             keep_teacher_fingerprint(self.let.teacher_path, dump_folder)
         keep_teacher_tokenizer(self.let.teacher_path, dump_folder)
-        record = {**dataclasses.asdict(self.let), "training_steps": self.job_config.training.steps}
+        record = {
+            **dataclasses.asdict(self.let),
+            "training_steps": self.job_config.training.steps,
+            "student_init": self.job_config.student.init,
+        }
         (Path(dump_folder) / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
     def _log_alignment(self) -> None:

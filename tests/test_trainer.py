@@ -60,6 +60,7 @@ def test_alignment_runs_stop_steps_then_teacher_is_released(tmp_path, ngpu, proj
     assert sorted(_losses(tmp_path)) == list(range(1, 9))
     record = read_run_record(tmp_path)
     assert (record["stop_step"], record["projection"], record["training_steps"]) == (4, projection, 8)
+    assert record["student_init"] == "torchtitan"
     if ngpu == 2:
         assert "Applied FSDP to the model" in log
 
