@@ -135,7 +135,7 @@ class LETTrainer(Trainer):
                 # signal = "logits": the teacher's logits in its own dtype (bf16 on GPU), never part of a graph
                 teacher_logits = self.teacher.logits(teacher_hidden) if self.let.signal == "logits" else None
                 if self._teacher_sanity_pending:
-                    self._log_teacher_loss(teacher_hidden if teacher_logits is None else None, labels, teacher_logits)
+                    self._log_teacher_loss(teacher_hidden, labels, teacher_logits)
             with self.maybe_enable_amp:
                 with self.capture.capturing() if teacher_logits is None else nullcontext():
                     pred = self.model_parts[0](inputs, **extra_inputs, **extra_kwargs)
@@ -189,7 +189,7 @@ class LETTrainer(Trainer):
         return teacher
 
     def _log_teacher_loss(
-        self, teacher_hidden: torch.Tensor | None, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None
+        self, teacher_hidden: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None
     ) -> None:
         """Once: the teacher's own LM loss on the first batch, so a wrong checkpoint or tokenizer shows at once
         (off `teacher_logits` when the step computed them already)."""
