@@ -53,6 +53,24 @@ class LET:
     allow_tokenizer_mismatch: bool = False
     """Train with a tokenizer that is not the teacher's (positions then no longer align token by token)."""
 
+    signal: Literal["hidden", "logits"] = "hidden"
+    """What the teacher teaches: hidden = LET (its final hidden state aligned to student block k); logits = logit
+    distillation (SALT, RKD): KL between the teacher's and the student's next-token distributions."""
+
+    kd_temperature: float = 1.0
+    """signal = "logits": temperature T of both softmaxes; the KL is scaled by T^2 (Hinton et al.)."""
+
+    kd_direction: Literal["forward", "reverse"] = "forward"
+    """signal = "logits": forward = KL(teacher || student) (classic KD, mass-covering); reverse = KL(student ||
+    teacher) (mode-seeking)."""
+
+    kd_combine: Literal["add", "mix"] = "add"
+    """signal = "logits": add = CE + lambda * KD; mix = (1 - lambda) * CE + lambda * KD (SALT's form)."""
+
+    kd_chunk_tokens: int = 512
+    """signal = "logits": tokens per chunk of the KL; its float32 working set is about 8 chunk x vocab tensors
+    (at 1.4B, 8k tokens per micro-batch: 0.75 GiB, half the float32 copy of the logits that CE holds)."""
+
 
 @dataclass
 class Student:
@@ -117,15 +135,45 @@ def latest_checkpoint_step(job_config: TitanJobConfig) -> int:
     return max(complete_checkpoint_steps(folder), default=0)
 
 
+def check_logits_signal(let: LET) -> None:
+    """signal = "logits" compares next-token distributions position by position, off the teacher's LM head."""
+    if not let.kd_temperature > 0:
+        raise LETConfigError(f"let.kd_temperature={let.kd_temperature}: must be > 0 (1.0 = the plain softmax)")
+    if let.kd_chunk_tokens < 1:
+        raise LETConfigError(f"let.kd_chunk_tokens={let.kd_chunk_tokens}: must be >= 1")
+    if let.kd_combine == "mix" and let.lambda_0 > 1:
+        raise LETConfigError(
+            f"let.lambda_0={let.lambda_0}: with kd_combine='mix' the CE weight is 1 - lambda, so lambda_0 must be <= 1"
+        )
+    if let.teacher_layer != -1:
+        raise LETConfigError(
+            f"let.teacher_layer={let.teacher_layer}: signal='logits' reads the teacher's LM head, which follows its "
+            "final layer; use teacher_layer = -1 (or signal = 'hidden')"
+        )
+    if let.allow_tokenizer_mismatch:
+        raise LETConfigError(
+            "let.allow_tokenizer_mismatch=true: signal='logits' compares distributions over the same token ids, "
+            "so the student must use the teacher's tokenizer"
+        )
+    if let.projection != "interpolate":
+        raise LETConfigError(
+            f"let.projection={let.projection!r}: a learned projection serves signal='hidden' only (with 'logits' it "
+            "would never be trained); use 'interpolate'"
+        )
+
+
 def check_let_config(job_config: JobConfig, student_layers: int) -> None:
     """Every `[let]` mistake we can see without building anything, each as a one-line error naming the key."""
     let, training, parallelism = job_config.let, job_config.training, job_config.parallelism
     if let.lambda_0 < 0:
         raise LETConfigError(f"let.lambda_0={let.lambda_0}: must be >= 0 (the paper uses 0.1)")
-    for key in ("schedule", "projection", "teacher_dtype", "teacher_compile_mode"):
+    for key in ("schedule", "projection", "teacher_dtype", "teacher_compile_mode", "signal", "kd_direction",
+                "kd_combine"):
         value, valid = getattr(let, key), valid_choices(LET, key)
         if value not in valid:
             raise LETConfigError(f"let.{key}={value!r}: valid are {', '.join(valid)}")
+    if let.signal == "logits":
+        check_logits_signal(let)
     if not 1 <= let.stop_step <= training.steps:
         raise LETConfigError(
             f"let.stop_step={let.stop_step}: must be in 1..training.steps={training.steps} "

@@ -1,10 +1,11 @@
 """The non-finite guard of the LET step: a NaN or inf stops the run before the optimizer moves a weight.
 
 While the teacher aligns the student (lambda > 0), each step marks on the device which of its terms went non-finite:
-the teacher's hidden state, its one-off LM loss, the CE term, the alignment term and the gradients. An optimizer
-step pre-hook (the seam torchtitan itself uses for MoE load balancing) reduces those marks over all ranks and raises
-the one-line LETConfigError on every rank alike, so no rank is left waiting in a collective, before the optimizer
-step, the LR step and the step's checkpoint save.
+the teacher's hidden state, its one-off LM loss, the CE term, the alignment term (signal = "hidden") or the
+distillation term (signal = "logits"), and the gradients. An optimizer step pre-hook (the seam torchtitan itself
+uses for MoE load balancing) reduces those marks over all ranks and raises the one-line LETConfigError on every rank
+alike, so no rank is left waiting in a collective, before the optimizer step, the LR step and the step's
+checkpoint save.
 
 Why one host sync per aligned step rather than skipping the step on the device: a skipped step still advances the
 LR schedule and the data, and would surface only at the next sync, which torchtitan makes on log steps only. The sync
@@ -18,7 +19,7 @@ from torch.distributed.tensor import DTensor
 
 from .config import LETConfigError
 
-TERMS = ("teacher_hidden", "teacher_lm_loss", "ce_loss", "alignment_loss", "grad_norm")
+TERMS = ("teacher_hidden", "teacher_lm_loss", "ce_loss", "alignment_loss", "distillation_loss", "grad_norm")
 """What the guard checks, in the words of its error line (grad_norm: the gradients, checked after clipping)."""
 
 

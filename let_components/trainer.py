@@ -1,8 +1,9 @@
-"""LETTrainer: torchtitan's Trainer plus the late-to-early alignment term for the first stop_step steps.
+"""LETTrainer: torchtitan's Trainer plus the teacher term for the first stop_step steps.
 
 Like torchtitan's Flux trainer, it subclasses Trainer and overrides the step only. The step reads top to
-bottom: teacher hidden state (while lambda > 0) -> student forward -> CE -> alignment -> backward.
-After stop_step the teacher is deleted and the step is torchtitan's own.
+bottom: teacher hidden state (while lambda > 0) -> student forward -> CE -> teacher term -> backward, where the
+teacher term is LET's alignment of block k (signal = "hidden") or the KL to the teacher's next-token distribution
+(signal = "logits": SALT, RKD). After stop_step the teacher is deleted and the step is torchtitan's own.
 """
 
 import dataclasses
@@ -11,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -29,6 +31,7 @@ from .config import (
     exclude_projection_from_float8,
     latest_checkpoint_step,
 )
+from .distill import build_distillation_loss, check_distillation_vocab, combine_losses
 from .guard import NonFiniteGuard
 from .loss import build_alignment_loss
 from .preemption import PreemptionFlag, save_for_requeue
@@ -42,6 +45,7 @@ from .teacher import (
     keep_teacher_fingerprint,
     release_cuda_graphs,
     teacher_compiled,
+    teacher_config,
     uses_cuda_graphs,
 )
 from .tokenizer import check_tokenizer, keep_teacher_tokenizer
@@ -70,17 +74,31 @@ class LETTrainer(Trainer):
             return
         teacher_needed = self.resume_step < self.let.stop_step
         check_tokenizer(self.tokenizer, job_config, self.model_args.vocab_size, teacher_needed)
-        self.alignment_loss_fn = build_alignment_loss(job_config)
-        self.capture = BlockCapture(self.model_parts[0], self.let.student_layer)
+        if self.let.signal == "hidden":
+            self.alignment_loss_fn = build_alignment_loss(job_config)
+            self.capture = BlockCapture(self.model_parts[0], self.let.student_layer)
+        else:
+            tokenizer_ids = max(self.tokenizer.get_vocab().values()) + 1
+            teacher_vocab = teacher_config(self.let.teacher_path, job_config.job.dump_folder)["vocab_size"]
+            check_distillation_vocab(self.model_args.vocab_size, teacher_vocab, tokenizer_ids)
+            self.distillation_loss_fn = build_distillation_loss(job_config, tokenizer_ids)
         self._alignment_sum = torch.zeros((), device=self.device)
+        self._distillation_sums = torch.zeros(2, device=self.device)  # KD term, top-1 agreements (fraction)
         self.guard = NonFiniteGuard(self.device, self.let.teacher_path)
         self.optimizers.register_step_pre_hook(self._check_finite)
         self._record_run(teacher_needed)
-        logger.info(
-            f"[LET] enabled: student block {self.let.student_layer} <- teacher layer {self.let.teacher_layer} "
-            f"of {self.let.teacher_path}, lambda_0={self.let.lambda_0} ({self.let.schedule}) for steps "
-            f"1..{self.let.stop_step}, projection={self.let.projection}"
-        )
+        if self.let.signal == "hidden":
+            logger.info(
+                f"[LET] enabled: student block {self.let.student_layer} <- teacher layer {self.let.teacher_layer} "
+                f"of {self.let.teacher_path}, lambda_0={self.let.lambda_0} ({self.let.schedule}) for steps "
+                f"1..{self.let.stop_step}, projection={self.let.projection}"
+            )
+        else:
+            logger.info(
+                f"[LET] enabled: signal=logits, {self.let.kd_direction} KL at T={self.let.kd_temperature} to the "
+                f"teacher {self.let.teacher_path} (vocabulary cut at {tokenizer_ids} ids), {self.let.kd_combine} "
+                f"with lambda_0={self.let.lambda_0} ({self.let.schedule}) for steps 1..{self.let.stop_step}"
+            )
 
     # ---- the training step -------------------------------------------------------------------------------
 
@@ -95,6 +113,7 @@ class LETTrainer(Trainer):
             self._release_teacher()
         if self.alignment_weight > 0:
             self._alignment_sum.zero_()
+            self._distillation_sums.zero_()
             self.guard.start_step()
         super().train_step(data_iterator)
         if self.metrics_processor.should_log(self.step):
@@ -114,20 +133,33 @@ class LETTrainer(Trainer):
                     # each micro-batch's teacher output is consumed before the next replay overwrites it
                     torch.compiler.cudagraph_mark_step_begin()
                 teacher_hidden = self.teacher(inputs, extra_kwargs.get("attention_masks"))
+                # signal = "logits": the teacher's logits in its own dtype (bf16 on GPU), never part of a graph
+                teacher_logits = self.teacher.logits(teacher_hidden) if self.let.signal == "logits" else None
                 if self._teacher_sanity_pending:
-                    self._log_teacher_loss(teacher_hidden, labels)
+                    self._log_teacher_loss(teacher_hidden, labels, teacher_logits)
             with self.maybe_enable_amp:
-                with self.capture.capturing():
+                with self.capture.capturing() if teacher_logits is None else nullcontext():
                     pred = self.model_parts[0](inputs, **extra_inputs, **extra_kwargs)
-                student_hidden = self.capture.pop()
-                # both terms are token SUMS over global valid tokens, as torchtitan scales its CE
+                # every term is a token SUM over global valid tokens, as torchtitan scales its CE
                 ce = self.loss_fn(pred, labels) / global_valid_tokens
-                alignment = self.alignment_loss_fn(student_hidden, teacher_hidden, labels) / global_valid_tokens
-                loss = ce + self.alignment_weight * alignment
-            self.guard.record(teacher_hidden=teacher_hidden, ce_loss=ce, alignment_loss=alignment)
-            del pred, teacher_hidden
+                if teacher_logits is None:
+                    student_hidden = self.capture.pop()
+                    alignment = self.alignment_loss_fn(student_hidden, teacher_hidden, labels) / global_valid_tokens
+                    loss = ce + self.alignment_weight * alignment
+                else:
+                    distillation, agreements = self.distillation_loss_fn(pred, teacher_logits, labels)
+                    distillation = distillation / global_valid_tokens
+                    loss = combine_losses(ce, distillation, self.alignment_weight, self.let.kd_combine)
+            if teacher_logits is None:
+                self.guard.record(teacher_hidden=teacher_hidden, ce_loss=ce, alignment_loss=alignment)
+            else:
+                self.guard.record(teacher_hidden=teacher_hidden, ce_loss=ce, distillation_loss=distillation)
+            del pred, teacher_hidden, teacher_logits
             loss.backward()
-        self._alignment_sum += alignment.detach()
+        if self.let.signal == "hidden":
+            self._alignment_sum += alignment.detach()
+        else:
+            self._distillation_sums += torch.stack([distillation.detach(), agreements / global_valid_tokens])
         return ce.detach()
 
     def _check_finite(self, *_) -> None:
@@ -157,10 +189,13 @@ class LETTrainer(Trainer):
         )
         return teacher
 
-    def _log_teacher_loss(self, teacher_hidden: torch.Tensor, labels: torch.Tensor) -> None:
-        """Once: the teacher's own LM loss on the first batch, so a wrong checkpoint or tokenizer shows at once."""
+    def _log_teacher_loss(
+        self, teacher_hidden: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None
+    ) -> None:
+        """Once: the teacher's own LM loss on the first batch, so a wrong checkpoint or tokenizer shows at once
+        (off `teacher_logits` when the step computed them already)."""
         self._teacher_sanity_pending = False
-        logits = self.teacher.logits(teacher_hidden).float()
+        logits = (self.teacher.logits(teacher_hidden) if teacher_logits is None else teacher_logits).float()
         loss_tensor = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         self.guard.record(teacher_lm_loss=loss_tensor)  # non-finite: an error, on every rank, before step 1 updates
         loss = loss_tensor.item()
@@ -214,6 +249,8 @@ class LETTrainer(Trainer):
         if self.alignment_weight == 0:
             self.metrics_processor.logger.log({"let/lambda": 0.0}, self.step)
             return
+        if self.let.signal == "logits":
+            return self._log_distillation()
         alignment = self._alignment_sum
         if self.parallel_dims.dp_cp_enabled:
             alignment = dist_utils.dist_sum(alignment, self.parallel_dims.get_optional_mesh("loss"))
@@ -224,6 +261,22 @@ class LETTrainer(Trainer):
         logger.info(
             f"[LET] step: {self.step:2}  lambda: {self.alignment_weight:.5f}  "
             f"alignment_loss: {alignment:8.5f}  cosine: {-alignment:7.4f}"
+        )
+
+    def _log_distillation(self) -> None:
+        """lambda, the distillation term and the top-1 agreement (both summed over data-parallel ranks: each rank's
+        share is already divided by the global valid tokens)."""
+        if self.parallel_dims.dp_cp_enabled:
+            mesh = self.parallel_dims.get_optional_mesh("loss")
+            distillation, agreement = (dist_utils.dist_sum(value, mesh) for value in self._distillation_sums)
+        else:
+            distillation, agreement = self._distillation_sums.tolist()
+        metrics = {"let/lambda": self.alignment_weight, "let/distillation_loss": distillation,
+                   "let/top1_agreement": agreement}
+        self.metrics_processor.logger.log(metrics, self.step)
+        logger.info(
+            f"[LET] step: {self.step:2}  lambda: {self.alignment_weight:.5f}  "
+            f"distillation_loss: {distillation:8.5f}  top1_agreement: {agreement:6.4f}"
         )
 
 

@@ -22,7 +22,7 @@ from let_components.teacher import teacher_architecture
 from let_components.teacher.registry import TeacherOptions
 
 GIB = 2**30
-LET_ITEMS = ("teacher", "alignment")
+LET_ITEMS = ("teacher", "alignment", "distillation")
 """Rows (by name prefix) that a baseline run does not have: all freed after stop_step."""
 
 
@@ -91,8 +91,11 @@ def estimate_memory(
     setup: MemorySetup,
     batch_sizes: tuple[int, ...],
     model_cls: type = Student,
+    signal: str = "hidden",
+    kd_chunk_tokens: int = 512,
 ) -> list[MemoryItem]:
-    """Per-GPU memory of LET while aligning (the costly phase), full activation checkpointing, bf16 compute."""
+    """Per-GPU memory of LET while aligning (the costly phase), full activation checkpointing, bf16 compute;
+    signal = "logits" (SALT, RKD) replaces the alignment row by the distillation row."""
     params = student_parameters(student, model_cls)
     teacher_params = teacher_parameters(teacher_config)
     n, s, d, layers, vocab = setup.gpus, setup.seq_len, student.dim, student.n_layers, student.vocab_size
@@ -124,10 +127,37 @@ def estimate_memory(
         MemoryItem(
             "alignment term", "b s (2 h_T + 12 h) (teacher bf16, 3 fp32 width-h copies)",
             per_batch(s * (2 * d_t + 12 * d)),
+        )
+        if signal == "hidden"
+        else MemoryItem(
+            "distillation term (KL)",
+            f"4 b s V + 32 min(c, b s) V (teacher logits bf16, bf16 gradient buffer, fp32 chunk of c = "
+            f"{kd_chunk_tokens} tokens)",
+            {b: sum(distillation_bytes(b * s, vocab, kd_chunk_tokens).values()) / GIB for b in batch_sizes},
         ),
         MemoryItem("CUDA context, NCCL, fragmentation (assumed)", "constant", constant(setup.overhead_gib * GIB)),
     ]
     return items
+
+
+KD_CHUNK_FLOAT32_COPIES = 8
+"""Float32 chunk x vocab tensors alive at once in one KL chunk (both log-softmaxes, the probabilities, the product,
+and their gradients). Measured on CPU with float32 logits: 5 (live tensor storages counted under a dispatch mode,
+both directions, 2k-4k tokens); bf16 logits on GPU add the float32 casts of the chunk; 8 keeps a margin."""
+
+
+def distillation_bytes(tokens: int, vocab: int, chunk_tokens: int, logit_bytes: int = 2) -> dict[str, int]:
+    """Peak memory the logit-distillation term (signal = "logits") adds per micro-batch of `tokens` tokens.
+
+    teacher logits in the teacher's dtype (bf16 on GPU), the KL's gradient buffer in the student logits' dtype (bf16
+    under mixed precision; let_components/distill.py) and one chunk's float32 working set. The teacher logits and
+    the buffer together are one float32 copy's worth of bytes.
+    """
+    return {
+        "teacher logits": logit_bytes * tokens * vocab,
+        "gradient buffer": logit_bytes * tokens * vocab,
+        "chunk working set": 4 * KD_CHUNK_FLOAT32_COPIES * min(chunk_tokens, tokens) * vocab,
+    }
 
 
 def total(items: list[MemoryItem]) -> dict[int, float]:
@@ -149,12 +179,13 @@ def format_estimate(
     teacher_name: str,
     setup: MemorySetup = MemorySetup(),
     batch_sizes: tuple[int, ...] = (1, 2),
+    signal: str = "hidden",
 ) -> str:
     """Markdown: parameter counts and the per-GPU memory table of a dense student spec's flavor with a teacher."""
     spec = get_train_spec(model)
     student = dataclasses.replace(spec.model_args[flavor], vocab_size=teacher_config["vocab_size"])
     params = student_parameters(student, spec.model_cls)
-    items = estimate_memory(student, teacher_config, setup, batch_sizes, spec.model_cls)
+    items = estimate_memory(student, teacher_config, setup, batch_sizes, spec.model_cls, signal)
     sums = total(items)
     columns = " | ".join(f"b={b} GiB" for b in batch_sizes)
     lines = [
@@ -174,7 +205,7 @@ def format_estimate(
     lines.append(f"| **total** | | {' | '.join(f'**{sums[b]:.1f}**' for b in batch_sizes)} |")
     let_only = [item for item in items if item.name.startswith(LET_ITEMS)]
     lines.append(
-        "| of which LET adds while aligning (teacher + alignment rows) | | "
+        "| of which LET adds while aligning (teacher + alignment or distillation rows) | | "
         + " | ".join(f"{sum(item.gib[b] for item in let_only):.2f}" for b in batch_sizes)
         + " |"
     )
@@ -198,13 +229,17 @@ def main() -> None:
     parser.add_argument("--flavor", default="7B")
     parser.add_argument("--teacher-config", help="a teacher's config.json (default: Llama-3.2-1B's numbers)")
     parser.add_argument("--gpus", type=int, default=MemorySetup.gpus)
+    parser.add_argument("--signal", choices=("hidden", "logits"), default="hidden",
+                        help="[let] signal: hidden = LET's alignment, logits = SALT/RKD distillation")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2], help="local batch sizes b")
     args = parser.parse_args()
     if args.teacher_config is None:
         config, name = llama_3_2_1b_config(), "Llama-3.2-1B (tied embeddings)"
     else:
         config, name = json.loads(Path(args.teacher_config).read_text()), args.teacher_config
     try:
-        print(format_estimate(args.model, args.flavor, config, name, MemorySetup(gpus=args.gpus)))
+        print(format_estimate(args.model, args.flavor, config, name, MemorySetup(gpus=args.gpus),
+                              tuple(args.batch_sizes), args.signal))
     except ValueError as error:
         raise SystemExit(f"recipes.memory: {error}") from None
 

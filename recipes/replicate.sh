@@ -1,6 +1,8 @@
 #!/usr/bin/bash
-# The small-scale LET replication of docs/results.md, end to end, in one command (about 90 minutes on 2 CPU cores):
-#   bash recipes/replicate.sh               # data, teacher, baseline + LET x 2 seeds, comparison
+# The small-scale replication of docs/results.md, end to end, in one command (baseline + LET: about 90 minutes on
+# 2 CPU cores; the SALT and RKD students add about as much again, an estimate: not yet run):
+#   bash recipes/replicate.sh               # data, teacher, baseline + RKD + SALT + LET x 2 seeds, comparison
+#   KD=0 bash recipes/replicate.sh          # baseline + LET only (the docs/results.md table as first published)
 #   EXTRA=1 bash recipes/replicate.sh       # also lambda_0 in {0.01, 1.0} and the L2L layer choice (seed 0)
 # Finished steps are skipped when their outputs exist, so an interrupted run resumes where it stopped.
 set -euo pipefail
@@ -13,8 +15,17 @@ prepare_replication
 for seed in $SEEDS; do
   run "baseline_s$seed" train_configs/replication_baseline.toml --debug.seed "$seed"
   run "let_s$seed" train_configs/replication_let.toml --debug.seed "$seed"
+  if [ "${KD:-1}" = 1 ]; then  # the same teacher, data and steps; only [let] differs (signal = "logits")
+    run "rkd_s$seed" train_configs/replication_rkd.toml --debug.seed "$seed"
+    run "salt_s$seed" train_configs/replication_salt.toml --debug.seed "$seed"
+  fi
 done
-LET_RUNS=("LET=$(printf "$OUT/let_s%s," $SEEDS | sed 's/,$//')")
+group() { echo "$1=$(printf "$OUT/$2_s%s," $SEEDS | sed 's/,$//')"; }
+LET_RUNS=()
+if [ "${KD:-1}" = 1 ]; then
+  LET_RUNS+=("$(group RKD rkd)" "$(group SALT salt)")
+fi
+LET_RUNS+=("$(group LET let)")
 if [ "${EXTRA:-0}" = 1 ]; then
   run let_lambda0.01_s0 train_configs/replication_let.toml --debug.seed 0 --let.lambda_0 0.01
   run let_lambda1.0_s0 train_configs/replication_let.toml --debug.seed 0 --let.lambda_0 1.0

@@ -128,6 +128,14 @@ def let_lines(log: str) -> dict[int, dict[str, float]]:
             for m in pattern.finditer(log)}
 
 
+def distillation_lines(log: str) -> dict[int, dict[str, float]]:
+    """step -> {lambda, distillation_loss, top1_agreement} from the console's [LET] step lines of signal = "logits"."""
+    number = r":\s*([\d.e+-]+)\s*"
+    pattern = re.compile(rf"\[LET\] step{number}lambda{number}distillation_loss{number}top1_agreement{number}")
+    return {int(m[1]): {"lambda": float(m[2]), "distillation_loss": float(m[3]), "top1_agreement": float(m[4])}
+            for m in pattern.finditer(log)}
+
+
 def tb_scalars(folder: Path, tag: str) -> dict[int, float]:
     """step -> value of one TensorBoard scalar written under `folder` (full float precision)."""
     return read_scalars(folder, (tag,))[tag]

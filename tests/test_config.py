@@ -29,6 +29,29 @@ def test_baseline_differs_from_its_let_config_only_by_enable_and_dump_folder(let
     assert let == baseline
 
 
+PRESETS = [(kind, size) for kind in ("salt", "rkd") for size in ("debug", "1.4b", "7b")] + [
+    ("replication_salt", None), ("replication_rkd", None)]
+
+
+@pytest.mark.parametrize("kind, size", PRESETS)
+def test_salt_and_rkd_presets_differ_from_their_let_config_only_in_let_and_job_name(kind, size):
+    name, let_name = (f"{kind}_{size}", f"let_{size}") if size else (kind, "replication_let")
+    preset, let = (tomllib.loads((CONFIGS / f"{n}.toml").read_text()) for n in (name, let_name))
+    assert preset["let"]["teacher_path"] == let["let"]["teacher_path"]
+    assert preset["let"]["signal"] == "logits" and preset["let"]["kd_combine"] == "mix"
+    for config in (preset, let):
+        config.pop("let")
+        config["job"].pop("dump_folder")
+        config["job"].pop("description")
+    assert preset == let
+    job_config = _parse(name)
+    check_let_config(job_config, get_train_spec(job_config.model.name).model_args[job_config.model.flavor].n_layers)
+    if "rkd" in kind:  # the whole run, one constant weight
+        assert job_config.let.stop_step == job_config.training.steps and job_config.let.schedule == "constant"
+    else:  # SALT: an early phase as long as LET's, then plain training
+        assert job_config.let.stop_step == _parse(let_name).let.stop_step < job_config.training.steps
+
+
 LET_CONFIGS = ["let_debug", "let_1.4b", "let_7b", "let_qwen3_debug", "let_deepseek_v3_debug", "let_qwen3_1.7b",
                "let_qwen3_teacher_debug", "let_qwen2_teacher_debug"]
 
@@ -58,6 +81,13 @@ def test_let_configs_state_layer_and_stop_step_and_pass_the_checks(name):
         (("--parallelism.expert_parallel_degree", "2"), "parallelism.expert_parallel_degree=2: expert parallelism"),
         (("--let.teacher_path", ""), "let.teacher_path is empty"),
         (("--let.teacher_compile_mode", "reduce-overhead"), "let.teacher_compile_mode='reduce-overhead': needs a"),
+        (("--let.signal", "logits", "--let.kd_temperature", "0"), "let.kd_temperature=0.0: must be > 0"),
+        (("--let.signal", "logits", "--let.kd_temperature", "-2"), "let.kd_temperature=-2.0: must be > 0"),
+        (("--let.signal", "logits", "--let.teacher_layer", "2"), "let.teacher_layer=2: signal='logits'"),
+        (("--let.signal", "logits", "--let.allow_tokenizer_mismatch"), "let.allow_tokenizer_mismatch=true:"),
+        (("--let.signal", "logits", "--let.projection", "linear"), "let.projection='linear': a learned"),
+        (("--let.signal", "logits", "--let.kd_combine", "mix", "--let.lambda_0", "1.5"), "let.lambda_0=1.5: with"),
+        (("--let.signal", "logits", "--let.kd_chunk_tokens", "0"), "let.kd_chunk_tokens=0: must be >= 1"),
     ],
 )
 def test_bad_values_raise_one_line_errors_naming_the_key(args, message):
@@ -66,10 +96,12 @@ def test_bad_values_raise_one_line_errors_naming_the_key(args, message):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("key, value", [("schedule", "step"), ("projection", "mlp"), ("teacher_dtype", "float16")])
+@pytest.mark.parametrize("key, value", [("schedule", "step"), ("projection", "mlp"), ("teacher_dtype", "float16"),
+                                        ("signal", "attention"), ("kd_direction", "jensen"), ("kd_combine", "max")])
 def test_choices_come_from_the_literal_annotations(key, value):
     assert valid_choices(LET, "schedule") == SCHEDULES == ("linear", "constant", "cosine")
-    job_config = _parse("let_debug")
+    assert valid_choices(LET, "signal") == ("hidden", "logits") and LET().signal == "hidden"  # LET stays the default
+    job_config = _parse("salt_debug")
     setattr(job_config.let, key, value)
     with pytest.raises(LETConfigError, match=f"let.{key}='{value}': valid are {', '.join(valid_choices(LET, key))}$"):
         check_let_config(job_config, 6)

@@ -36,6 +36,16 @@ def test_finite_step_passes_and_each_non_finite_term_is_named():
     guard.check(parameters, step=8, alignment_weight=0.05)
 
 
+def test_non_finite_distillation_term_is_named():
+    """signal = "logits": the KD term is guarded like the alignment term (the same one line)."""
+    guard, parameters = _guard_with_grad(torch.ones(3))
+    guard.record(teacher_hidden=torch.ones(2, 4), ce_loss=torch.tensor(2.0), distillation_loss=torch.tensor(0.3))
+    guard.check(parameters, step=1, alignment_weight=0.5)
+    guard.record(distillation_loss=torch.tensor(float("inf")))
+    with pytest.raises(LETConfigError, match=r"^non-finite distillation_loss at step 2 \(lambda=0.5, "):
+        guard.check(parameters, step=2, alignment_weight=0.5)
+
+
 def test_non_finite_gradient_is_named_grad_norm():
     guard, parameters = _guard_with_grad(torch.tensor([0.0, float("inf"), 1.0]))
     with pytest.raises(LETConfigError, match="non-finite grad_norm at step 3"):

@@ -11,6 +11,7 @@ from recipes.run_logs import read_run_record
 from tests.helpers import (
     ASSETS,
     broken_teacher,
+    distillation_lines,
     let_lines,
     run_train,
     save_llama,
@@ -24,6 +25,8 @@ from tests.helpers import (
 )
 
 LET_DEBUG = "train_configs/let_debug.toml"
+SALT_DEBUG = "train_configs/salt_debug.toml"
+RKD_DEBUG = "train_configs/rkd_debug.toml"
 QWEN3_DEBUG = "train_configs/let_qwen3_debug.toml"
 MOE_DEBUG = "train_configs/let_deepseek_v3_debug.toml"
 # tiny batches for the other students: the capture seam and the step, not learning, are under test
@@ -342,3 +345,42 @@ def test_llama_student_learns_from_a_qwen3_teacher_given_only_its_folder(tmp_pat
     with torch.device("meta"):
         student = Student(dataclasses.replace(student_args["debugmodel"], vocab_size=512))
     assert f"{sum(p.numel() for p in student.parameters()):,} total parameters" in log
+
+
+# ---- signal = "logits": SALT and RKD through the same trainer ------------------------------------------------
+
+
+def test_salt_preset_distils_for_the_early_phase_then_releases_the_teacher(tmp_path):
+    log = _run(tmp_path, SALT_DEBUG, *TINY, "--training.steps", "4", "--let.stop_step", "2")
+    lines = distillation_lines(log)
+    assert sorted(lines) == [1, 2] and let_lines(log) == {}  # the hidden-signal line is not printed
+    for line in lines.values():
+        assert line["lambda"] == 0.5  # SALT's constant weight: a step transition after stop_step
+        assert line["distillation_loss"] > 0 and 0.0 <= line["top1_agreement"] <= 1.0
+    assert "teacher sanity check: LM loss" in log
+    assert log.count("teacher released") == 1
+    for tag, key in (("let/distillation_loss", "distillation_loss"), ("let/top1_agreement", "top1_agreement")):
+        scalars = tb_scalars(tmp_path, tag)
+        assert sorted(scalars) == [1, 2]
+        assert all(scalars[s] == pytest.approx(lines[s][key], abs=1e-4) for s in (1, 2))
+    assert tb_scalars(tmp_path, "let/lambda")[3] == 0.0
+    assert sorted(_losses(tmp_path)) == [1, 2, 3, 4]
+    assert read_run_record(tmp_path)["signal"] == "logits"
+
+
+def test_rkd_preset_on_two_ranks_resumes_mid_phase_with_the_same_losses(tmp_path):
+    """rkd_debug (the teacher for the whole run) with FSDP2 on 2 ranks, reverse KL at T = 2: resumed from the step-2
+    checkpoint, step 3 reproduces the uninterrupted run's CE, distillation loss and top-1 agreement."""
+    args = (*TINY, "--training.steps", "3", "--let.stop_step", "3", "--let.kd_direction", "reverse",
+            "--let.kd_temperature", "2.0", "--checkpoint.enable", "--checkpoint.interval", "2")
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    log = _run(full, RKD_DEBUG, *args, ngpu=2)
+    assert "Applied FSDP to the model" in log and "reverse KL at T=2.0" in log
+    assert sorted(distillation_lines(log)) == [1, 2, 3] and "teacher released" not in log
+    shutil.copytree(full / "checkpoint" / "step-2", resumed / "checkpoint" / "step-2")
+    log = _run(resumed, RKD_DEBUG, *args, ngpu=2)
+    assert "Training starts at step 3" in log and sorted(distillation_lines(log)) == [3]
+    for tag in ("loss_metrics/global_avg_loss", "let/distillation_loss", "let/top1_agreement"):
+        expected, got = tb_scalars(full, tag), tb_scalars(resumed, tag)
+        assert sorted(got) == [3]
+        assert abs(expected[3] - got[3]) <= 1e-6, (tag, expected[3], got[3])

@@ -9,6 +9,7 @@ import pytest
 from let_components.student import student_args
 from recipes.memory import (
     MemorySetup,
+    distillation_bytes,
     estimate_memory,
     llama_3_2_1b_config,
     student_parameters,
@@ -82,3 +83,21 @@ def test_qwen3_student_with_a_qwen3_teacher_is_estimated_and_moe_students_are_re
     assert "| **total** |" in text
     with pytest.raises(ValueError, match="dense students"):
         student_parameters(deepseek_v3_student_args["debugmodel"], DeepSeekV3Student)
+
+
+def test_distillation_term_at_1_4b_adds_one_float32_copy_of_the_logits_plus_a_chunk():
+    """1.4B: vocabulary 49,152, 8k tokens per micro-batch (b = 4, s = 2048); CE alone holds 1.6 GB in float32."""
+    tokens, vocab = 4 * 2048, 49152
+    added = distillation_bytes(tokens, vocab, chunk_tokens=512)
+    float32_copy = 4 * tokens * vocab
+    assert float32_copy == pytest.approx(1.61e9, rel=0.01)
+    assert added["teacher logits"] + added["gradient buffer"] == float32_copy  # bf16 + bf16
+    assert added["chunk working set"] == 4 * 8 * 512 * vocab and added["chunk working set"] == float32_copy / 2
+    student = dataclasses.replace(student_args["1.4B"], vocab_size=vocab)
+    smollm = {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+              "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": vocab, "tie_word_embeddings": True,
+              "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 2048}
+    rows = {signal: {i.name: i.gib[4] for i in estimate_memory(student, smollm, MemorySetup(), (4,), signal=signal)}
+            for signal in ("hidden", "logits")}
+    assert "alignment term" not in rows["logits"] and "alignment term" in rows["hidden"]
+    assert rows["logits"]["distillation term (KL)"] == pytest.approx(sum(added.values()) / 2**30)

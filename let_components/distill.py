@@ -1,0 +1,133 @@
+"""The logit-distillation term (signal = "logits": SALT and RKD): KL between teacher and student next-token
+distributions at a temperature T, scaled by T^2.
+
+`distillation_sums` is the math (testable without a config); `build_distillation_loss` decides the wiring, as
+torchtitan's components/loss.py does for cross-entropy.
+
+Memory: cross-entropy already holds one float32 copy of the [tokens, vocab] logits. A plain autograd KL would save
+several more (log-softmax of both sides, the probabilities) until backward. Here a custom autograd Function walks
+the tokens in chunks, and for each chunk runs a small forward + backward of its own (torch.autograd.grad), writing
+the chunk's gradient into ONE buffer of the student logits' shape and dtype (bf16 under mixed precision, float32 on
+CPU). Backward then only scales that buffer. So the term adds: the teacher logits (bf16 on GPU), the gradient
+buffer, and one chunk's float32 working set - never a second full float32 autograd graph - and recomputes nothing.
+"""
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torchtitan.components.loss import IGNORE_INDEX
+
+from .config import JobConfig, LETConfigError
+
+Direction = Literal["forward", "reverse"]
+DistillationLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def token_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, direction: Direction
+) -> torch.Tensor:
+    """Per-token T^2 * KL at temperature T, in float32; forward = KL(teacher || student) (Hinton's KD, mass-covering),
+    reverse = KL(student || teacher) (mode-seeking)."""
+    student = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    if direction == "forward":
+        kl = (teacher.exp() * (teacher - student)).sum(-1)
+    else:
+        kl = (student.exp() * (student - teacher)).sum(-1)
+    return temperature**2 * kl
+
+
+class _ChunkedKL(torch.autograd.Function):
+    """Sum of token_kl over valid tokens with the gradient computed chunk by chunk in forward (see module doc)."""
+
+    @staticmethod
+    def forward(ctx, student_logits, teacher_logits, valid, temperature, direction, vocab_limit, chunk_tokens):
+        # [tokens, vocab] views: slicing columns of a flattened view copies nothing
+        student_flat = student_logits.flatten(0, -2)
+        teacher_flat = teacher_logits.flatten(0, -2)
+        valid_flat = valid.flatten()
+        grad = torch.zeros_like(student_flat) if ctx.needs_input_grad[0] else None
+        total = torch.zeros((), device=student_logits.device, dtype=torch.float32)
+        agree = torch.zeros((), device=student_logits.device, dtype=torch.float32)
+        for start in range(0, student_flat.shape[0], chunk_tokens):
+            rows, columns = slice(start, start + chunk_tokens), slice(0, vocab_limit)
+            student = student_flat[rows, columns].detach().requires_grad_(grad is not None)
+            teacher, mask = teacher_flat[rows, columns], valid_flat[rows]
+            with torch.enable_grad():
+                chunk_sum = (token_kl(student, teacher, temperature, direction) * mask).sum()
+            if grad is not None:
+                (grad[rows, columns],) = torch.autograd.grad(chunk_sum, student)
+            total += chunk_sum.detach()
+            agree += ((student.detach().argmax(-1) == teacher.argmax(-1)) & mask).sum()
+        ctx.save_for_backward(grad)
+        ctx.mark_non_differentiable(agree)
+        ctx.shape = student_logits.shape
+        return total, agree
+
+    @staticmethod
+    def backward(ctx, grad_total, _grad_agree):
+        (grad,) = ctx.saved_tensors
+        # in place: a second full-size copy is exactly what this Function exists to avoid (no double backward)
+        grad.mul_(grad_total.to(grad.dtype))
+        return grad.view(ctx.shape), None, None, None, None, None, None
+
+
+def distillation_sums(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 1.0,
+    direction: Direction = "forward",
+    vocab_limit: int | None = None,
+    chunk_tokens: int = 512,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(SUM over valid tokens of T^2 * KL, COUNT of valid tokens whose student top-1 equals the teacher's).
+
+    Sums, not means: the trainer divides both by the global number of valid tokens exactly like torchtitan's
+    cross-entropy (correct under data parallelism and gradient accumulation). `vocab_limit`: only the first
+    vocab_limit logits take part - embedding rows beyond the tokenizer (Pythia: 50,304 rows for 50,277 tokens) are
+    never a label, so the teacher's mass there is noise the student should not copy; slicing is masking with -inf
+    in both distributions.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"student logits {tuple(student_logits.shape)} vs teacher {tuple(teacher_logits.shape)}")
+    valid = labels != IGNORE_INDEX
+    limit = student_logits.shape[-1] if vocab_limit is None else min(vocab_limit, student_logits.shape[-1])
+    return _ChunkedKL.apply(student_logits, teacher_logits, valid, temperature, direction, limit, chunk_tokens)
+
+
+def check_distillation_vocab(student_vocab: int, teacher_vocab: int, tokenizer_ids: int) -> None:
+    """signal = "logits" compares distributions row by row: the student's output rows must be the teacher's."""
+    if student_vocab != teacher_vocab:
+        raise LETConfigError(
+            f"let.signal='logits': the student has {student_vocab} output rows but the teacher at let.teacher_path "
+            f"has {teacher_vocab}; logit distillation needs the same vocabulary (use signal = 'hidden')"
+        )
+    if tokenizer_ids > teacher_vocab:
+        raise LETConfigError(
+            f"let.signal='logits': the tokenizer emits ids up to {tokenizer_ids - 1} beyond the teacher's "
+            f"{teacher_vocab} rows"
+        )
+
+
+def build_distillation_loss(job_config: JobConfig, tokenizer_ids: int) -> DistillationLoss:
+    """The distillation term of this run: temperature, direction and chunk size from `[let]`, the vocabulary cut
+    at the tokenizer's ids. Eager: the per-chunk autograd.grad is a graph break for torch.compile."""
+    let = job_config.let
+
+    def loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor):
+        return distillation_sums(
+            student_logits, teacher_logits, labels, let.kd_temperature, let.kd_direction, tokenizer_ids,
+            let.kd_chunk_tokens,
+        )
+
+    return loss
+
+
+def combine_losses(ce: torch.Tensor, term: torch.Tensor, weight: float, combine: Literal["add", "mix"]) -> torch.Tensor:
+    """add: CE + lambda * term (LET's form); mix: (1 - lambda) * CE + lambda * term (SALT's)."""
+    if combine == "mix":
+        return (1.0 - weight) * ce + weight * term
+    return ce + weight * term
