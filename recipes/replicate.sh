@@ -1,10 +1,11 @@
 #!/usr/bin/bash
-# The small-scale replication of docs/results.md, end to end, in one command (baseline + LET: about 90 minutes on
-# 2 CPU cores; the SALT and RKD students add about as much again, an estimate: not yet run):
+# The small-scale replication of docs/results.md, end to end, in one command: data, teacher, then baseline, LET, RKD
+# and SALT students x 2 seeds (same teacher, data and steps; only [let] differs) and their comparison:
 #   bash recipes/replicate.sh               # data, teacher, baseline + RKD + SALT + LET x 2 seeds, comparison
 #   KD=0 bash recipes/replicate.sh          # baseline + LET only (the docs/results.md table as first published)
 #   EXTRA=1 bash recipes/replicate.sh       # also lambda_0 in {0.01, 1.0} and the L2L layer choice (seed 0)
-# Finished steps are skipped when their outputs exist, so an interrupted run resumes where it stopped.
+# Finished steps are skipped when their outputs exist, so an interrupted run resumes where it stopped, and it may run
+# beside recipes/study_init.sh (a run both want trains once). Time on 2 CPU cores: docs/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source recipes/replication_setup.sh  # OUT, prepare_replication, run

@@ -19,17 +19,22 @@ prepare_replication() {  # the CPython-docs data and the replication teacher (ex
 declare -A PLANNED=()  # runs already done or printed by this invocation
 
 run() {  # run NAME CONFIG [extra args]: one student run into $OUT/NAME, skipped when it finished before
-  local name=$1 config=$2
+  local name=$1 config=$2 lock
   shift 2
   [ -z "${PLANNED[$name]:-}" ] || return 0
   PLANNED[$name]=1
-  if ! grep -qs "Training completed" "$OUT/$name.log"; then
-    if [ "${DRY_RUN:-0}" = 1 ]; then
+  if [ "${DRY_RUN:-0}" = 1 ]; then
+    grep -qs "Training completed" "$OUT/$name.log" ||
       echo "./run_train.sh --job.config_file $config --job.dump_folder $OUT/$name $*"
-      return
-    fi
+    return 0
+  fi
+  mkdir -p "$(dirname "$OUT/$name")"
+  # replicate.sh and study_init.sh share runs and may run side by side: the lock makes the second wait, then skip
+  exec {lock}>"$OUT/$name.lock"
+  flock "$lock"
+  if ! grep -qs "Training completed" "$OUT/$name.log"; then
     rm -rf "${OUT:?}/$name"
-    mkdir -p "$(dirname "$OUT/$name")"
     ./run_train.sh --job.config_file "$config" --job.dump_folder "$OUT/$name" "$@" 2>&1 | tee "$OUT/$name.log"
   fi
+  exec {lock}>&-
 }

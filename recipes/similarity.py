@@ -3,6 +3,7 @@
     python -m recipes.similarity --checkpoint outputs/init_study/let_s0/checkpoint/step-100 \\
         --config train_configs/replication_let.toml --teacher outputs/replication/teacher [--sequences 16] \\
         [--json out.json] [any config override, e.g. --let.student_layer 2]
+    python -m recipes.similarity --summary outputs/replication/init_study/similarity [--plot cka.png]
 
 The logged LET cosine measures alignment in one fixed basis (the interpolated teacher vector, or the learned
 projection's); linear CKA (Kornblith et al., ICML 2019) compares the two sets of token states up to any rotation and
@@ -15,6 +16,9 @@ checkpoint's `let_projection` when it has one, else the teacher state interpolat
 import argparse
 import copy
 import json
+import re
+import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +117,59 @@ def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, A
     }
 
 
+RESULT_NAME = re.compile(r"(?P<run>.+)_step(?P<step>\d+)\.json")
+"""What recipes/study_init.sh names each measurement: RUN_stepN.json."""
+
+
+def read_results(folder: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """{run: {step: result}} from the RUN_stepN.json files in `folder`."""
+    runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for path in sorted(folder.glob("*_step*.json")):
+        match = RESULT_NAME.fullmatch(path.name)
+        if match:
+            runs[match["run"]][int(match["step"])] = json.loads(path.read_text())
+    if not runs:
+        raise ValueError(f"--summary {folder}: no RUN_stepN.json results there")
+    return dict(runs)
+
+
+def summary_table(runs: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """One row per run, one column per step: 'CKA / cosine'."""
+    steps = sorted({step for results in runs.values() for step in results})
+    lines = ["| run | " + " | ".join(f"step {s}: CKA / cos" for s in steps) + " |",
+             "| --- |" + " --- |" * len(steps)]
+    for run, results in sorted(runs.items()):
+        cells = [f"{results[s]['linear_cka']:.3f} / {results[s]['cosine']:+.3f}" if s in results else "-"
+                 for s in steps]
+        lines.append(f"| {run} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_plot(runs: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
+    """Linear CKA and cosine against step; baselines dashed, LET runs solid."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(13, 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2)
+    for index, (run, results) in enumerate(sorted(runs.items())):
+        steps = sorted(results)
+        style = "--" if run.startswith("baseline") else "-"
+        for ax, key in zip(axes, ("linear_cka", "cosine"), strict=True):
+            ax.plot(steps, [results[s][key] for s in steps], style, marker="o", markersize=3,
+                    color=f"C{index % 10}", label=run)
+    for ax, title in zip(axes, ("linear CKA(student block k, teacher final)", "cosine (the run's map)"),
+                         strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    return path
+
+
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Any]:
     """The tool's arguments, and the run's JobConfig: the TOML plus any config overrides among the arguments."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,7 +184,23 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Any]:
     return args, ConfigManager().parse_args(["--job.config_file", args.config, *overrides])
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def summarize(argv: list[str]) -> str:
+    parser = argparse.ArgumentParser(description="table (and plot) of a folder of RUN_stepN.json results")
+    parser.add_argument("--summary", required=True, type=Path, help="folder of RUN_stepN.json files")
+    parser.add_argument("--plot", type=Path, help="also draw CKA and cosine against step here (needs matplotlib)")
+    args = parser.parse_args(argv)
+    runs = read_results(args.summary)
+    table = summary_table(runs)
+    print(table, end="")
+    if args.plot:
+        print(f"wrote {summary_plot(runs, args.plot)}")
+    return table
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | str:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--summary" or a.startswith("--summary=") for a in argv):
+        return summarize(argv)
     args, job_config = parse(argv)
     result = similarity(job_config, args.checkpoint, args.sequences)
     print(

@@ -4,33 +4,42 @@
 #   SEEDS2_VARIANTS="hf lambda0.3" bash recipes/study_init.sh # the second stage's variants, picked after screening
 #   DRY_RUN=1 bash recipes/study_init.sh                      # print every command that would run, run nothing
 # On the replication setup (same data, teacher, 500 steps), every LET variant is paired with its own baseline (an
-# init change changes the baseline too): paper (the replication's LET, for reference), hf (student.init = hf, against
-# the hf baseline), linear (learned projection), stop250 (alignment on 50% of training), lambda0.3. Each run saves a
-# checkpoint every 100 steps; recipes.similarity gives linear CKA and the run's cosine between block k and the
-# teacher at each, for baselines and LET alike (similarity/NAME_stepN.json). Finished runs and measurements are
-# skipped, so an interrupted study resumes where it stopped; runs go to outputs/replication/init_study.
+# init change changes the baseline too): hf (student.init = hf, against the hf baseline), linear (learned
+# projection), stop250 (alignment on 50% of training), lambda0.3, and paper (the replication's own baseline and LET
+# runs, both seeds, shared with recipes/replicate.sh). The replication configs checkpoint every 100 steps;
+# recipes.similarity gives linear CKA and the run's cosine between block k and the teacher at each, for baselines
+# and LET alike (init_study/similarity/NAME_stepN.json). Finished runs and measurements are skipped, so an
+# interrupted study resumes where it stopped; the study's own runs go to outputs/replication/init_study. It can run
+# beside recipes/replicate.sh (OMP_NUM_THREADS=1 for each on 2 cores): a run wanted by both trains once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source recipes/replication_setup.sh  # OUT, x, prepare_replication, run
 STUDY=init_study
-VARIANTS=(paper hf linear stop250 lambda0.3)
+VARIANTS=(hf linear stop250 lambda0.3 paper)  # paper last: its runs are the replication's, maybe training beside us
 SEEDS2_VARIANTS=${SEEDS2_VARIANTS:-"hf stop250"}  # stage 2: these variants (and their baselines) also get seed 1
 CHECKPOINT_STEPS=(100 200 300 400 500)
-CHECKPOINTS=(--checkpoint.enable --checkpoint.interval 100)
 
 declare -A LET_ARGS=([paper]="" [hf]="--student.init hf" [linear]="--let.projection linear"
                      [stop250]="--let.stop_step 250" [lambda0.3]="--let.lambda_0 0.3")
 declare -A BASELINE=([paper]=baseline [hf]=baseline_hf [linear]=baseline [stop250]=baseline [lambda0.3]=baseline)
 declare -A BASELINE_ARGS=([baseline]="" [baseline_hf]="--student.init hf")
 
-similarity() {  # similarity NAME CONFIG: CKA and cosine at every saved step of one run
-  local name=$1 config=$2 step
+folder() {  # folder RUN SEED: the run's name under $OUT; the replication's own runs are shared with replicate.sh
+  case $1 in
+    baseline) echo "baseline_s$2" ;;
+    let_paper) echo "let_s$2" ;;
+    *) echo "$STUDY/$1_s$2" ;;
+  esac
+}
+
+similarity() {  # similarity RUN SEED CONFIG: CKA and cosine at every saved step of one run
+  local name=$1_s$2 config=$3 step
   [ -z "${PLANNED[similarity/$name]:-}" ] || return 0
   PLANNED[similarity/$name]=1
   for step in "${CHECKPOINT_STEPS[@]}"; do
     if [ ! -f "$OUT/$STUDY/similarity/${name}_step$step.json" ]; then
-      x python -m recipes.similarity --checkpoint "$OUT/$STUDY/$name/checkpoint/step-$step" --config "$config" \
-        --teacher "$OUT/teacher" --json "$OUT/$STUDY/similarity/${name}_step$step.json"
+      x python -m recipes.similarity --checkpoint "$OUT/$(folder "$1" "$2")/checkpoint/step-$step" \
+        --config "$config" --teacher "$OUT/teacher" --json "$OUT/$STUDY/similarity/${name}_step$step.json"
     fi
   done
 }
@@ -38,13 +47,15 @@ similarity() {  # similarity NAME CONFIG: CKA and cosine at every saved step of 
 pair() {  # pair VARIANT SEED: the variant's LET run and its baseline (each once), with their similarities
   local variant=$1 seed=$2 base=${BASELINE[$1]}
   # shellcheck disable=SC2086  # the *_ARGS values are word lists
-  run "$STUDY/${base}_s$seed" train_configs/replication_baseline.toml --debug.seed "$seed" \
-    ${BASELINE_ARGS[$base]} "${CHECKPOINTS[@]}"
+  run "$(folder "$base" "$seed")" train_configs/replication_baseline.toml --debug.seed "$seed" ${BASELINE_ARGS[$base]}
   # shellcheck disable=SC2086
-  run "$STUDY/let_${variant}_s$seed" train_configs/replication_let.toml --debug.seed "$seed" \
-    ${LET_ARGS[$variant]} "${CHECKPOINTS[@]}"
-  similarity "${base}_s$seed" train_configs/replication_baseline.toml
-  similarity "let_${variant}_s$seed" train_configs/replication_let.toml
+  run "$(folder "let_$variant" "$seed")" train_configs/replication_let.toml --debug.seed "$seed" ${LET_ARGS[$variant]}
+  similarity "$base" "$seed" train_configs/replication_baseline.toml
+  similarity "let_$variant" "$seed" train_configs/replication_let.toml
+}
+
+seeds_of() {  # seeds_of VARIANT: the seeds it is run with
+  if [[ " paper $SEEDS2_VARIANTS " == *" $1 "* ]]; then echo "0 1"; else echo "0"; fi
 }
 
 for variant in $SEEDS2_VARIANTS; do  # before hours of runs, not after
@@ -55,14 +66,19 @@ prepare_replication
 for variant in "${VARIANTS[@]}"; do  # stage 1: screening, seed 0
   pair "$variant" 0
 done
-for variant in $SEEDS2_VARIANTS; do  # stage 2: a second seed for the most informative variants
+for variant in paper $SEEDS2_VARIANTS; do  # stage 2: a second seed (paper's is the replication's seed 1)
   pair "$variant" 1
 done
 
 for variant in "${VARIANTS[@]}"; do  # one comparison per pair: the variant against its own baseline
-  seeds="0"
-  [[ " $SEEDS2_VARIANTS " == *" $variant "* ]] && seeds="0 1"
-  x python -m recipes.compare --baseline $(printf "$OUT/$STUDY/${BASELINE[$variant]}_s%s " $seeds) \
-    --let "$variant=$(printf "$OUT/$STUDY/let_${variant}_s%s," $seeds | sed 's/,$//')" \
+  read -r -a seeds <<< "$(seeds_of "$variant")"
+  baselines=() lets=()
+  for seed in "${seeds[@]}"; do
+    baselines+=("$OUT/$(folder "${BASELINE[$variant]}" "$seed")")
+    lets+=("$OUT/$(folder "let_$variant" "$seed")")
+  done
+  x python -m recipes.compare --baseline "${baselines[@]}" --let "$variant=$(IFS=,; echo "${lets[*]}")" \
     --out "$OUT/$STUDY/compare_$variant"
 done
+# CKA and cosine of every run at every saved step, in one table and one plot
+x python -m recipes.similarity --summary "$OUT/$STUDY/similarity" --plot "$OUT/$STUDY/similarity.png"

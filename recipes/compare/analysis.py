@@ -206,13 +206,16 @@ class RunResult:
     seconds_to_target: float | None
     speedup: float | None
     wall_clock_speedup: float | None
+    paired_delta: float | None
+    """final_loss - the final loss of the baseline run with the same seed (position); None without one."""
     total_seconds: float | None
+    """Wall-clock of the whole run's training steps (the teacher included, validation excluded), as WALL_CLOCK."""
     stop_step: int | None
 
 
 METRICS = (
     "final_loss", "perplexity", "loss_delta", "steps_to_target", "tokens_to_target", "seconds_to_target",
-    "speedup", "wall_clock_speedup",
+    "speedup", "wall_clock_speedup", "total_seconds", "paired_delta",
 )
 
 
@@ -254,7 +257,7 @@ def baseline_target(baseline: list[RunMetrics]) -> Target:
     )
 
 
-def run_result(run: RunMetrics, target: Target) -> RunResult:
+def run_result(run: RunMetrics, target: Target, paired: RunMetrics | None = None) -> RunResult:
     steps = first_crossing(run.validation, target.loss)
     seconds = _at(run.seconds, steps)
     return RunResult(
@@ -269,6 +272,7 @@ def run_result(run: RunMetrics, target: Target) -> RunResult:
         seconds_to_target=seconds,
         speedup=speedup(target.steps, steps),
         wall_clock_speedup=speedup(target.seconds, seconds),
+        paired_delta=run.final_loss - paired.final_loss if paired is not None else None,
         total_seconds=_at(run.seconds, run.final_step),
         stop_step=run.stop_step,
     )
@@ -277,10 +281,16 @@ def run_result(run: RunMetrics, target: Target) -> RunResult:
 def compare_runs(
     baseline: list[RunMetrics], others: dict[str, list[RunMetrics]], baseline_name: str = "baseline"
 ) -> Comparison:
-    """Every run against the baseline's final validation loss; the baseline's own seeds show the noise floor."""
+    """Every run against the baseline's final validation loss; the baseline's own seeds show the noise floor.
+
+    A group with as many runs as the baseline is also paired with it run by run (the i-th run with the i-th
+    baseline: give them in the same seed order), which removes the init seed's share of the spread.
+    """
     target = baseline_target(baseline)
     groups = [GroupResult(baseline_name, "baseline", [run_result(run, target) for run in baseline])]
-    groups += [GroupResult(name, "let", [run_result(run, target) for run in runs]) for name, runs in others.items()]
+    for name, runs in others.items():
+        pairs = baseline if len(runs) == len(baseline) else [None] * len(runs)
+        groups.append(GroupResult(name, "let", [run_result(r, target, b) for r, b in zip(runs, pairs, strict=True)]))
     return Comparison(target, groups)
 
 

@@ -42,18 +42,22 @@ COLUMNS = (
     ("final val loss", "final_loss", "loss"),
     ("val ppl", "perplexity", "perplexity"),
     ("Δ loss vs baseline", "loss_delta", "delta"),
+    ("paired Δ (same seed)", "paired_delta", "delta"),
     ("steps to target", "steps_to_target", "steps"),
     ("tokens to target", "tokens_to_target", "tokens"),
     ("speedup (steps)", "speedup", "speedup"),
     ("wall-clock to target", "seconds_to_target", "seconds"),
     ("speedup (wall-clock)", "wall_clock_speedup", "speedup"),
+    ("wall-clock per run", "total_seconds", "seconds"),
 )
-LOGGED = ("tokens_to_target", "seconds_to_target", "wall_clock_speedup")
+LOGGED = ("tokens_to_target", "seconds_to_target", "wall_clock_speedup", "total_seconds")
 """Metrics that also need n_tokens_seen or end_to_end(s) in the events: 'n/a' without them."""
 
 
 def _missing(metric: str, reached: bool) -> str:
-    return "n/a" if metric in LOGGED and reached else "not reached"
+    if metric == "paired_delta":
+        return "-"
+    return "n/a" if metric in LOGGED and (reached or metric == "total_seconds") else "not reached"
 
 
 def _row(cells: list[str]) -> str:
@@ -82,8 +86,9 @@ def markdown_table(comparison: Comparison) -> str:
         f"Target: the baseline's final validation loss {target.loss:.4f} (perplexity {math.exp(target.loss):.2f}), "
         f"{reached_by}.",
         f"Steps to target: {INTERPOLATION}; tokens and wall-clock are read at that step.",
-        f"Speedup: {SPEEDUP}. Wall-clock: {WALL_CLOCK}.",
-        "Several runs in one row are seeds: mean ± sample standard deviation.",
+        f"Speedup: {SPEEDUP}. Wall-clock: {WALL_CLOCK}; per run: the same sum to the last step.",
+        "Several runs in one row are seeds: mean ± sample standard deviation. Paired Δ: final loss minus that of the "
+        "baseline run given in the same position (the same seed), where a row has as many runs as the baseline.",
     ]
     if any(len(group.runs) > 1 for group in comparison.groups):
         lines += ["", _per_run_table(comparison)]

@@ -170,6 +170,10 @@ def test_compare_reports_step_token_and_wall_clock_speedup():
     assert let.seconds_to_target == pytest.approx(40 * 1.25 + 85 * 1.0)
     assert let.speedup == pytest.approx(1.6)
     assert let.wall_clock_speedup == pytest.approx(200 / 135)
+    assert let.total_seconds == pytest.approx(40 * 1.25 + 160 * 1.0)  # the whole run, to step 200
+    assert comparison.groups[0].runs[0].total_seconds == pytest.approx(200.0)
+    let_row = next(r for r in markdown_table(comparison).splitlines() if r.startswith("| let"))
+    assert let_row.endswith("| 210.0 s |")  # the wall-clock per run column
     assert let.final_loss == pytest.approx(2.8)
     assert let.loss_delta == pytest.approx(-1.2)
     assert let.perplexity == pytest.approx(math.exp(2.8))
@@ -204,6 +208,10 @@ def test_compare_over_seeds():
     assert let["speedup"].std == pytest.approx(abs(speedups[0] - speedups[1]) / math.sqrt(2))
     assert let["final_loss"].mean == pytest.approx(2.8)
     assert let["final_loss"].std == pytest.approx(0.16 / math.sqrt(2))
+    # paired by position: l0 - b0 = 2.88 - 4.1, l1 - b1 = 2.72 - 3.9
+    assert let["paired_delta"].mean == pytest.approx(-1.2)
+    assert let["paired_delta"].std == pytest.approx(0.04 / math.sqrt(2))
+    assert base["paired_delta"].mean is None
     table = markdown_table(comparison)
     assert "(1/2 reached)" in table
     assert "| let | l0 |" in table  # per-seed rows

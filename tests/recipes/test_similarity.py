@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from recipes.similarity import linear_cka, main
+from recipes.similarity import linear_cka, main, read_results, summary_table
 from tests.helpers import ASSETS, REPO, run_train
 
 
@@ -48,3 +48,18 @@ def test_similarity_cli_on_a_two_step_checkpoint(tmp_path):
     assert result == json.loads(out.read_text())
     assert result["tokens"] == 2 * 64 and result["cosine_map"] == "let_projection"
     assert 0 < result["linear_cka"] <= 1 and -1 <= result["cosine"] <= 1
+
+
+def test_summary_reads_every_measurement_into_one_row_per_run(tmp_path):
+    for run, step, cka, cosine in (("baseline_s0", 100, 0.5, 0.01), ("let_s0", 100, 0.75, 0.125),
+                                   ("let_s0", 200, 0.8, 0.0625)):
+        (tmp_path / f"{run}_step{step}.json").write_text(json.dumps({"linear_cka": cka, "cosine": cosine}))
+    (tmp_path / "notes.json").write_text("{}")  # not a measurement
+    runs = read_results(tmp_path)
+    assert sorted(runs) == ["baseline_s0", "let_s0"] and sorted(runs["let_s0"]) == [100, 200]
+    table = summary_table(runs).splitlines()
+    assert table[0] == "| run | step 100: CKA / cos | step 200: CKA / cos |"
+    assert table[2:] == ["| baseline_s0 | 0.500 / +0.010 | - |", "| let_s0 | 0.750 / +0.125 | 0.800 / +0.062 |"]
+    assert main(["--summary", str(tmp_path)]) == summary_table(runs)
+    with pytest.raises(ValueError, match="no RUN_stepN.json"):
+        read_results(tmp_path / "empty")

@@ -27,11 +27,14 @@ def test_dry_run_pairs_every_variant_with_its_own_baseline_and_every_command_par
     lines = [shlex.split(line) for line in run.stdout.splitlines()]
     trains = {cmd[cmd.index("--job.dump_folder") + 1].rsplit("/", 1)[1]: cmd[1:] for cmd in lines
               if cmd[0] == "./run_train.sh" and "--job.dump_folder" in cmd}  # the teacher run has none
-    # stage 1: both baselines and the five variants at seed 0; stage 2 (SEEDS2_VARIANTS="hf stop250"): seed 1
+    # stage 1: both baselines and the five variants at seed 0; stage 2 (SEEDS2_VARIANTS="hf stop250", and paper): seed
+    # 1. The paper variant's runs are the replication's own (shared with replicate.sh), the others the study's
     assert sorted(trains) == sorted([
-        "baseline_s0", "baseline_hf_s0", "let_paper_s0", "let_hf_s0", "let_linear_s0", "let_stop250_s0",
-        "let_lambda0.3_s0", "baseline_s1", "baseline_hf_s1", "let_hf_s1", "let_stop250_s1",
+        "baseline_s0", "baseline_hf_s0", "let_s0", "let_hf_s0", "let_linear_s0", "let_stop250_s0",
+        "let_lambda0.3_s0", "baseline_s1", "let_s1", "baseline_hf_s1", "let_hf_s1", "let_stop250_s1",
     ])
+    folders = {name: args[args.index("--job.dump_folder") + 1] for name, args in trains.items()}
+    assert folders["let_s0"] == f"{tmp_path}/let_s0" and folders["let_hf_s0"] == f"{tmp_path}/init_study/let_hf_s0"
     for name, args in trains.items():
         job_config = ConfigManager().parse_args(args)
         assert job_config.student.init == ("hf" if "hf" in name else "torchtitan")
@@ -41,15 +44,26 @@ def test_dry_run_pairs_every_variant_with_its_own_baseline_and_every_command_par
     assert ConfigManager().parse_args(trains["let_stop250_s0"]).let.stop_step == 250
     assert ConfigManager().parse_args(trains["let_lambda0.3_s0"]).let.lambda_0 == 0.3
     assert ConfigManager().parse_args(trains["let_linear_s0"]).let.projection == "linear"
-    similarities = [cmd[3:] for cmd in lines if cmd[:3] == ["python", "-m", "recipes.similarity"]]
-    assert len(similarities) == 11 * 5  # every run at steps 100..500
+    similarities = [cmd[3:] for cmd in lines if cmd[:4] == ["python", "-m", "recipes.similarity", "--checkpoint"]]
+    assert lines[-1][:4] == ["python", "-m", "recipes.similarity", "--summary"]  # then one table of them all
+    assert len(similarities) == 12 * 5  # every run at steps 100..500
     args, job_config = parse(similarities[0])
-    assert args.json.name == "baseline_s0_step100.json" and job_config.let.teacher_path == f"{tmp_path}/teacher"
+    assert args.json.name == "baseline_hf_s0_step100.json" and job_config.let.teacher_path == f"{tmp_path}/teacher"
+    paper = next(cmd for cmd in similarities if cmd[-1].endswith("let_paper_s1_step500.json"))
+    assert paper[1] == f"{tmp_path}/let_s1/checkpoint/step-500"
     compares = [cmd for cmd in lines if cmd[:3] == ["python", "-m", "recipes.compare"]]
-    assert [cmd[-1].rsplit("_", 1)[1] for cmd in compares] == ["paper", "hf", "linear", "stop250", "lambda0.3"]
-    hf = compares[1]
+    assert [cmd[-1].rsplit("_", 1)[1] for cmd in compares] == ["hf", "linear", "stop250", "lambda0.3", "paper"]
+    hf = compares[0]
     hf_baselines = [f"{tmp_path}/init_study/baseline_hf_s{seed}" for seed in (0, 1)]
     assert hf[hf.index("--baseline") + 1:hf.index("--let")] == hf_baselines
+    assert compares[1][compares[1].index("--baseline") + 1] == f"{tmp_path}/baseline_s0"
+
+
+def test_a_finished_run_is_not_planned_again(tmp_path):
+    (tmp_path / "init_study").mkdir()
+    (tmp_path / "init_study" / "let_hf_s0.log").write_text("... Training completed\n")
+    run = _dry_run(tmp_path)
+    assert "init_study/let_hf_s0 " not in run.stdout and "init_study/baseline_hf_s0 " in run.stdout
 
 
 def test_an_unknown_second_stage_variant_stops_before_any_run(tmp_path):
