@@ -1,7 +1,9 @@
 # Shared by recipes/replicate.sh and recipes/study_init.sh (sourced, not run): the replication's data and teacher,
-# and one student run. OUT (env REPLICATION_OUT, default outputs/replication) is where everything goes; DRY_RUN=1 prints each command
-# that would run instead of running it (finished runs are skipped either way).
+# and one student run. OUT (env REPLICATION_OUT, default outputs/replication) is where everything goes; DRY_RUN=1 prints
+# each command that would run instead of running it. Finished runs are skipped; an interrupted run (killed, or the
+# machine went away) resumes from its last checkpoint (every 100 steps), so a study can span several sessions.
 OUT=${REPLICATION_OUT:-outputs/replication}
+TRAIN=${REPLICATION_TRAIN:-./run_train.sh}  # what trains one run (tests swap in a stand-in)
 
 x() {  # x CMD...: run it, or print it under DRY_RUN=1
   if [ "${DRY_RUN:-0}" = 1 ]; then echo "$*"; else "$@"; fi
@@ -33,8 +35,15 @@ run() {  # run NAME CONFIG [extra args]: one student run into $OUT/NAME, skipped
   exec {lock}>"$OUT/$name.lock"
   flock "$lock"
   if ! grep -qs "Training completed" "$OUT/$name.log"; then
-    rm -rf "${OUT:?}/$name"
-    ./run_train.sh --job.config_file "$config" --job.dump_folder "$OUT/$name" "$@" 2>&1 | tee "$OUT/$name.log"
+    if compgen -G "$OUT/$name/checkpoint/step-*/.metadata" > /dev/null; then
+      # an interrupted run (the replication configs checkpoint every 100 steps): torchtitan resumes from its last
+      # complete checkpoint, which reproduces the uninterrupted run; the log and TensorBoard events continue
+      echo "[replication] $name: resuming from its last complete checkpoint"
+    else
+      rm -rf "${OUT:?}/$name"
+      : > "$OUT/$name.log"
+    fi
+    $TRAIN --job.config_file "$config" --job.dump_folder "$OUT/$name" "$@" 2>&1 | tee -a "$OUT/$name.log"
   fi
   exec {lock}>&-
 }

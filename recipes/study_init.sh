@@ -66,7 +66,7 @@ prepare_replication
 for variant in "${VARIANTS[@]}"; do  # stage 1: screening, seed 0
   pair "$variant" 0
 done
-for variant in paper $SEEDS2_VARIANTS; do  # stage 2: a second seed (paper's is the replication's seed 1)
+for variant in $SEEDS2_VARIANTS paper; do  # stage 2: a second seed (paper's is the replication's seed 1)
   pair "$variant" 1
 done
 

@@ -70,3 +70,39 @@ def test_an_unknown_second_stage_variant_stops_before_any_run(tmp_path):
     run = _dry_run(tmp_path, SEEDS2_VARIANTS="hf lambda3")
     assert run.returncode == 2 and "unknown variant 'lambda3'" in run.stdout
     assert "run_train.sh" not in run.stdout
+
+
+FAKE_TRAIN = """#!/usr/bin/bash
+# stand-in for run_train.sh: the first call dies after its step-100 checkpoint, the second completes
+dump=${@: -1}
+echo "args: $*"
+if [ ! -d "$dump/checkpoint/step-100" ]; then
+  mkdir -p "$dump/checkpoint/step-100" && touch "$dump/checkpoint/step-100/.metadata"
+  echo "step: 100"; exit 137
+fi
+echo "Training completed"
+"""
+
+
+def _run_once(tmp_path, name: str) -> subprocess.CompletedProcess:
+    script = f"set -euo pipefail; source recipes/replication_setup.sh; run {name} cfg.toml --job.dump_folder $OUT/{name}"
+    env = {**os.environ, "REPLICATION_OUT": str(tmp_path), "REPLICATION_TRAIN": str(tmp_path / "train.sh")}
+    return subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_a_finished_one_is_skipped(tmp_path):
+    (tmp_path / "train.sh").write_text(FAKE_TRAIN)
+    (tmp_path / "train.sh").chmod(0o755)
+    assert _run_once(tmp_path, "r").returncode == 137  # killed: the step-100 checkpoint stays
+    (tmp_path / "r" / "note").write_text("kept")
+    resumed = _run_once(tmp_path, "r")
+    assert resumed.returncode == 0 and "r: resuming from its last complete checkpoint" in resumed.stdout
+    assert (tmp_path / "r" / "note").exists()  # the folder was not wiped
+    log = (tmp_path / "r.log").read_text()
+    assert log.count("args:") == 2 and "step: 100" in log and log.endswith("Training completed\n")
+    assert _run_once(tmp_path, "r").stdout == ""  # finished: not run again
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "stale").write_text("no checkpoint")
+    (tmp_path / "s.log").write_text("an old failed attempt\n")
+    _run_once(tmp_path, "s")  # no checkpoint: a fresh start, folder and log reset
+    assert not (tmp_path / "s" / "stale").exists() and "old failed" not in (tmp_path / "s.log").read_text()
