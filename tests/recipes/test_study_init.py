@@ -85,7 +85,7 @@ echo "Training completed"
 
 
 def _run_once(tmp_path, name: str) -> subprocess.CompletedProcess:
-    script = f"set -euo pipefail; source recipes/replication_setup.sh; run {name} cfg.toml --job.dump_folder $OUT/{name}"
+    script = f"set -euo pipefail; source recipes/replication_setup.sh; run {name} a.toml --job.dump_folder $OUT/{name}"
     env = {**os.environ, "REPLICATION_OUT": str(tmp_path), "REPLICATION_TRAIN": str(tmp_path / "train.sh")}
     return subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
 
