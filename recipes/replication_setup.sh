@@ -27,7 +27,7 @@ run() {  # run NAME CONFIG [extra args]: one student run into $OUT/NAME, skipped
   PLANNED[$name]=1
   if [ "${DRY_RUN:-0}" = 1 ]; then
     grep -qs "Training completed" "$OUT/$name.log" ||
-      echo "./run_train.sh --job.config_file $config --job.dump_folder $OUT/$name $*"
+      echo "$TRAIN --job.config_file $config --job.dump_folder $OUT/$name $*"
     return 0
   fi
   mkdir -p "$(dirname "$OUT/$name")"

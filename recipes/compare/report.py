@@ -55,9 +55,12 @@ LOGGED = ("tokens_to_target", "seconds_to_target", "wall_clock_speedup", "total_
 
 
 def _missing(metric: str, reached: bool) -> str:
+    """What an empty cell says: why its value is absent."""
     if metric == "paired_delta":
-        return "-"
-    return "n/a" if metric in LOGGED and (reached or metric == "total_seconds") else "not reached"
+        return "-"  # the row has no same-seed baseline run
+    if metric == "total_seconds":
+        return "n/a"  # needs end_to_end(s), whether or not the run reached the target
+    return "n/a" if metric in LOGGED and reached else "not reached"
 
 
 def _row(cells: list[str]) -> str:
