@@ -20,11 +20,16 @@ def _number(value: float | None, kind: str, missing: str = "not reached") -> str
                 return f"{value / scale:.4g}{suffix}"
         return f"{value:.0f}"
     if kind == "seconds":
-        if value < 600:
-            return f"{value:.1f} s"
-        return f"{value / 60:.1f} min" if value < 36000 else f"{value / 3600:.2f} h"
+        return _seconds(value, value)
     formats = {"speedup": "{:.2f}x", "delta": "{:+.4f}", "steps": "{:.1f}", "perplexity": "{:.2f}"}
     return formats.get(kind, "{:.4f}").format(value)
+
+
+def _seconds(value: float, scale: float) -> str:
+    """value in the unit that suits scale, so a spread reads in its mean's unit: '20.7 min ± 2.5 min'."""
+    if scale < 600:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min" if scale < 36000 else f"{value / 3600:.2f} h"
 
 
 def _cell(stat: Stat, kind: str, missing: str) -> str:
@@ -32,7 +37,8 @@ def _cell(stat: Stat, kind: str, missing: str) -> str:
         return missing
     text = _number(stat.mean, kind)
     if stat.n > 1:
-        text += f" ± {_number(stat.std, kind).removeprefix('+')}"
+        spread = _seconds(stat.std, stat.mean) if kind == "seconds" else _number(stat.std, kind)
+        text += f" ± {spread.removeprefix('+')}"
     if stat.n < stat.of:
         text += f" ({stat.n}/{stat.of} reached)"
     return text

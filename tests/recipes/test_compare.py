@@ -18,6 +18,7 @@ from let_components.schedule import alignment_weight
 from let_components.trainer import RUN_RECORD
 from recipes.compare.analysis import (
     RunMetrics,
+    Stat,
     compare_runs,
     cumulative_seconds,
     first_crossing,
@@ -28,7 +29,7 @@ from recipes.compare.analysis import (
     stop_step_from_lambda,
     summarize,
 )
-from recipes.compare.report import markdown_table
+from recipes.compare.report import _cell, markdown_table
 from tests.helpers import REPO
 
 EVAL_STEPS = (1, 50, 100, 150, 200)
@@ -189,6 +190,12 @@ def test_compare_marks_a_run_that_never_reaches_the_baseline_loss():
     assert result.loss_delta == pytest.approx(0.1)
     row = next(r for r in markdown_table(comparison).splitlines() if r.startswith("| weak"))
     assert row.count("not reached") == 5  # steps, tokens, speedup, wall-clock, wall-clock speedup
+
+
+def test_a_time_spread_reads_in_its_means_unit():
+    assert _cell(Stat(1242.0, 150.2, 2, 2), "seconds", "n/a") == "20.7 min ± 2.5 min"
+    assert _cell(Stat(300.0, 12.0, 2, 2), "seconds", "n/a") == "300.0 s ± 12.0 s"
+    assert _cell(Stat(None, None, 0, 2), "seconds", "n/a") == "n/a"
 
 
 def test_compare_over_seeds():
