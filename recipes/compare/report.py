@@ -141,9 +141,16 @@ def difference_curve(runs: list[RunMetrics], baseline: list[RunMetrics]) -> list
     return [(step, *mean_and_std([curve[step] - reference[step] for curve in per_run])) for step in steps]
 
 
+def teaching_phases(runs: dict[str, list[RunMetrics]]) -> dict[str, int]:
+    """Each group's last teaching step (the longest over its seeds); groups without a teacher are left out."""
+    phases = {group: max((run.stop_step or 0) for run in members) for group, members in runs.items()}
+    return {group: stop for group, stop in phases.items() if stop}
+
+
 def plot(comparison: Comparison, runs: dict[str, list[RunMetrics]], path: Path) -> Path:
     """Left: validation loss (mean over seeds) per group. Right: its difference to the baseline per evaluation,
-    mean +- seed std; the baseline's own seeds give the noise band. The alignment phase is shaded once."""
+    mean +- seed std; the baseline's own seeds give the noise band. The shortest teaching phase is shaded; a
+    longer one (RKD's) ends at a dotted line in its group's colour."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -168,11 +175,15 @@ def plot(comparison: Comparison, runs: dict[str, list[RunMetrics]], path: Path) 
         if len(members) > 1:
             differences.fill_between(steps, [v - s for v, s in zip(values, stds, strict=True)],
                                      [v + s for v, s in zip(values, stds, strict=True)], color=color, alpha=0.2)
-    stops = sorted({run.stop_step for members in runs.values() for run in members if run.stop_step})
+    phases = teaching_phases(runs)
+    shortest = min(phases.values(), default=0)
     for axes in (curves, differences):
-        if stops:
-            axes.axvspan(1, stops[-1], color="gold", alpha=0.15,
-                         label="alignment phase (steps 1..{})".format("/".join(map(str, stops))))
+        if phases:
+            axes.axvspan(1, shortest, color="gold", alpha=0.15, label=f"teaching phase (steps 1..{shortest})")
+        for group, stop in phases.items():
+            if stop > shortest:
+                color = f"C{list(runs).index(group) % 10}"
+                axes.axvline(stop, color=color, linestyle=":", label=f"{group}: teacher to step {stop}")
         axes.set_xlabel("step")
         axes.grid(alpha=0.3)
     curves.axhline(comparison.target.loss, color="black", linestyle="--", linewidth=1,

@@ -29,7 +29,7 @@ from recipes.compare.analysis import (
     stop_step_from_lambda,
     summarize,
 )
-from recipes.compare.report import _cell, markdown_table
+from recipes.compare.report import _cell, markdown_table, teaching_phases
 from tests.helpers import REPO
 
 EVAL_STEPS = (1, 50, 100, 150, 200)
@@ -196,6 +196,13 @@ def test_a_time_spread_reads_in_its_means_unit():
     assert _cell(Stat(1242.0, 150.2, 2, 2), "seconds", "n/a") == "20.7 min ± 2.5 min"
     assert _cell(Stat(300.0, 12.0, 2, 2), "seconds", "n/a") == "300.0 s ± 12.0 s"
     assert _cell(Stat(None, None, 0, 2), "seconds", "n/a") == "n/a"
+
+
+def test_teaching_phases_per_group_for_the_plot():
+    v = line(6.0, 0.01)
+    runs = {"baseline": [run("b0", v), run("b1", v)], "RKD": [run("r0", v, stop_step=200)],
+            "SALT": [run("s0", v, stop_step=40), run("s1", v, stop_step=40)], "LET": [run("l0", v, stop_step=40)]}
+    assert teaching_phases(runs) == {"RKD": 200, "SALT": 40, "LET": 40}  # shaded to 40, RKD's dotted line at 200
 
 
 def test_compare_over_seeds():
