@@ -159,8 +159,9 @@ def plot(comparison: Comparison, runs: dict[str, list[RunMetrics]], path: Path) 
     curves, differences = figure.subplots(1, 2)
     baseline_name = comparison.groups[0].name
     baseline = runs[baseline_name]
-    for index, (group, members) in enumerate(runs.items()):
-        color = "black" if group == baseline_name else f"C{index % 10}"
+    colors = {group: "black" if group == baseline_name else f"C{index % 10}" for index, group in enumerate(runs)}
+    for group, members in runs.items():
+        color = colors[group]
         mean = mean_curve([run.validation for run in members])
         curves.plot(*zip(*mean, strict=True), marker="o", markersize=3, color=color,
                     label=f"{group} ({len(members)} seed{'s' if len(members) > 1 else ''})")
@@ -182,8 +183,7 @@ def plot(comparison: Comparison, runs: dict[str, list[RunMetrics]], path: Path) 
             axes.axvspan(1, shortest, color="gold", alpha=0.15, label=f"teaching phase (steps 1..{shortest})")
         for group, stop in phases.items():
             if stop > shortest:
-                color = f"C{list(runs).index(group) % 10}"
-                axes.axvline(stop, color=color, linestyle=":", label=f"{group}: teacher to step {stop}")
+                axes.axvline(stop, color=colors[group], linestyle=":", label=f"{group}: teacher to step {stop}")
         axes.set_xlabel("step")
         axes.grid(alpha=0.3)
     curves.axhline(comparison.target.loss, color="black", linestyle="--", linewidth=1,
