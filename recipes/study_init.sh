@@ -70,15 +70,21 @@ for variant in $SEEDS2_VARIANTS paper; do  # stage 2: a second seed (paper's is 
   pair "$variant" 1
 done
 
-for variant in "${VARIANTS[@]}"; do  # one comparison per pair: the variant against its own baseline
-  read -r -a seeds <<< "$(seeds_of "$variant")"
-  baselines=() lets=()
-  for seed in "${seeds[@]}"; do
-    baselines+=("$OUT/$(folder "${BASELINE[$variant]}" "$seed")")
-    lets+=("$OUT/$(folder "let_$variant" "$seed")")
+# one comparison per baseline, each variant paired with that baseline's run of the same seed (seed 0 first): the
+# default-init variants share one table and one plot of differences to their baseline, hf has its own
+for base in baseline baseline_hf; do
+  seeds=() lets=()
+  for variant in "${VARIANTS[@]}"; do
+    [ "${BASELINE[$variant]}" = "$base" ] || continue
+    read -r -a variant_seeds <<< "$(seeds_of "$variant")"
+    runs=()
+    for seed in "${variant_seeds[@]}"; do runs+=("$OUT/$(folder "let_$variant" "$seed")"); done
+    lets+=("$variant=$(IFS=,; echo "${runs[*]}")")
+    [ ${#variant_seeds[@]} -le ${#seeds[@]} ] || seeds=("${variant_seeds[@]}")
   done
-  x python -m recipes.compare --baseline "${baselines[@]}" --let "$variant=$(IFS=,; echo "${lets[*]}")" \
-    --out "$OUT/$STUDY/compare_$variant"
+  baselines=()
+  for seed in "${seeds[@]}"; do baselines+=("$OUT/$(folder "$base" "$seed")"); done
+  x python -m recipes.compare --baseline "${baselines[@]}" --let "${lets[@]}" --out "$OUT/$STUDY/compare_vs_$base"
 done
 # CKA and cosine of every run at every saved step, in one table and one plot
 x python -m recipes.similarity --summary "$OUT/$STUDY/similarity" --plot "$OUT/$STUDY/similarity.png"

@@ -278,18 +278,24 @@ def run_result(run: RunMetrics, target: Target, paired: RunMetrics | None = None
     )
 
 
+def paired_baseline(runs: list[RunMetrics], baseline: list[RunMetrics]) -> list[RunMetrics] | None:
+    """The baseline run each run is paired with (same position: the same seed), or None when there are more runs."""
+    return baseline[: len(runs)] if len(runs) <= len(baseline) else None
+
+
 def compare_runs(
     baseline: list[RunMetrics], others: dict[str, list[RunMetrics]], baseline_name: str = "baseline"
 ) -> Comparison:
     """Every run against the baseline's final validation loss; the baseline's own seeds show the noise floor.
 
-    A group with as many runs as the baseline is also paired with it run by run (the i-th run with the i-th
-    baseline: give them in the same seed order), which removes the init seed's share of the spread.
+    A group with at most as many runs as the baseline is also paired with it run by run (the i-th run with the i-th
+    baseline: give them in the same seed order, the seeds a short group lacks last), which removes the init seed's
+    share of the spread; a one-seed screening run is then read against its own seed's baseline, not the mean.
     """
     target = baseline_target(baseline)
     groups = [GroupResult(baseline_name, "baseline", [run_result(run, target) for run in baseline])]
     for name, runs in others.items():
-        pairs = baseline if len(runs) == len(baseline) else [None] * len(runs)
+        pairs = paired_baseline(runs, baseline) or [None] * len(runs)
         groups.append(GroupResult(name, "let", [run_result(r, target, b) for r, b in zip(runs, pairs, strict=True)]))
     return Comparison(target, groups)
 

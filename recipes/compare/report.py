@@ -7,7 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from ..run_logs import mean_and_std
-from .analysis import INTERPOLATION, SPEEDUP, WALL_CLOCK, Comparison, RunMetrics, Stat, compare_runs, mean_curve
+from .analysis import (
+    INTERPOLATION,
+    SPEEDUP,
+    WALL_CLOCK,
+    Comparison,
+    RunMetrics,
+    Stat,
+    compare_runs,
+    mean_curve,
+    paired_baseline,
+)
 from .runs import parse_group, read_groups, read_run
 
 
@@ -97,7 +107,8 @@ def markdown_table(comparison: Comparison) -> str:
         f"Steps to target: {INTERPOLATION}; tokens and wall-clock are read at that step.",
         f"Speedup: {SPEEDUP}. Wall-clock: {WALL_CLOCK}; per run: the same sum to the last step.",
         "Several runs in one row are seeds: mean ± sample standard deviation. Paired Δ: final loss minus that of the "
-        "baseline run given in the same position (the same seed), where a row has as many runs as the baseline.",
+        "baseline run given in the same position (the same seed), where a row has at most as many runs as the "
+        "baseline.",
     ]
     if any(len(group.runs) > 1 for group in comparison.groups):
         lines += ["", _per_run_table(comparison)]
@@ -133,12 +144,20 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
     }
 
 
-def difference_curve(runs: list[RunMetrics], baseline: list[RunMetrics]) -> list[tuple[float, float, float]]:
-    """(step, mean, std) over seeds of run loss - baseline mean loss, at the evaluations every run shares."""
-    reference = dict(mean_curve([run.validation for run in baseline]))
+def difference_curve(
+    runs: list[RunMetrics], baseline: list[RunMetrics], paired: bool = False
+) -> list[tuple[float, float, float]]:
+    """(step, mean, std) over seeds of run loss - baseline loss, at the evaluations every run shares: against the
+    same-seed baseline run when paired (as the table's paired Δ), else against the baseline's mean curve."""
+    pairs = paired_baseline(runs, baseline) if paired else None
+    if pairs is not None:
+        references = [dict(run.validation) for run in pairs]
+    else:
+        references = [dict(mean_curve([run.validation for run in baseline]))] * len(runs)
     per_run = [dict(run.validation) for run in runs]
-    steps = sorted(set(reference).intersection(*per_run))
-    return [(step, *mean_and_std([curve[step] - reference[step] for curve in per_run])) for step in steps]
+    steps = sorted(set(references[0]).intersection(*references[1:], *per_run))
+    pairs = list(zip(per_run, references, strict=True))
+    return [(step, *mean_and_std([curve[step] - reference[step] for curve, reference in pairs])) for step in steps]
 
 
 def teaching_phases(runs: dict[str, list[RunMetrics]]) -> dict[str, int]:
@@ -149,8 +168,8 @@ def teaching_phases(runs: dict[str, list[RunMetrics]]) -> dict[str, int]:
 
 def plot(comparison: Comparison, runs: dict[str, list[RunMetrics]], path: Path) -> Path:
     """Left: validation loss (mean over seeds) per group. Right: its difference to the baseline per evaluation,
-    mean +- seed std; the baseline's own seeds give the noise band. The shortest teaching phase is shaded; a
-    longer one (RKD's) ends at a dotted line in its group's colour."""
+    paired by seed where the table pairs it, mean +- seed std; the baseline's own seeds give the noise band. The
+    shortest teaching phase is shaded; a longer one (RKD's) ends at a dotted line in its group's colour."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -165,7 +184,7 @@ def plot(comparison: Comparison, runs: dict[str, list[RunMetrics]], path: Path) 
         mean = mean_curve([run.validation for run in members])
         curves.plot(*zip(*mean, strict=True), marker="o", markersize=3, color=color,
                     label=f"{group} ({len(members)} seed{'s' if len(members) > 1 else ''})")
-        diff = difference_curve(members, baseline)
+        diff = difference_curve(members, baseline, paired=group != baseline_name)
         steps, values, stds = zip(*diff, strict=True)
         if group == baseline_name:
             if len(members) > 1:

@@ -231,6 +231,15 @@ def test_compare_over_seeds():
     assert "| let | l0 |" in table  # per-seed rows
 
 
+def test_a_one_seed_group_is_paired_with_the_first_baseline_run_and_a_longer_one_with_none():
+    baseline = [run("b0", line(6.1, 0.01)), run("b1", line(5.9, 0.01))]  # final 4.1 and 3.9
+    others = {"screen": [run("s0", line(6.0, 0.01))], "many": [run(f"m{i}", line(6.0, 0.01)) for i in range(3)]}
+    screen, many = compare_runs(baseline, others).groups[1:]
+    assert screen.runs[0].paired_delta == pytest.approx(4.0 - 4.1)  # its own seed's baseline, not the mean's 0.0
+    assert screen.runs[0].loss_delta == pytest.approx(0.0)
+    assert [r.paired_delta for r in many.runs] == [None] * 3  # no position to pair the third run with
+
+
 # ---- the CLI on TensorBoard events shaped like torchtitan's -----------------------------------------------
 
 
@@ -305,3 +314,9 @@ def test_difference_curve_is_run_minus_baseline_mean_with_seed_spread():
     for step, mean, std in curve:
         assert mean == pytest.approx(-0.1 - 0.003 * step)  # (6 - 0.013 s) - (6.1 - 0.01 s)
         assert std == pytest.approx(0.002 * step / math.sqrt(2))
+    # paired by seed, as the table's paired Δ: l0 - b0 = -0.002 s, l1 - b1 = -0.2 - 0.004 s; a one-seed run - b0
+    for step, mean, std in difference_curve(runs, baseline, paired=True):
+        assert mean == pytest.approx(-0.1 - 0.003 * step)  # the same mean, a different spread
+        assert std == pytest.approx((0.2 + 0.002 * step) / math.sqrt(2))
+    assert [mean for _, mean, _ in difference_curve(runs[:1], baseline, paired=True)] == pytest.approx(
+        [-0.002 * step for step in EVAL_STEPS])

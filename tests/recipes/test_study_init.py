@@ -52,12 +52,15 @@ def test_dry_run_pairs_every_variant_with_its_own_baseline_and_every_command_par
     paper = next(cmd for cmd in similarities if cmd[-1].endswith("let_paper_s1_step500.json"))
     assert paper[1] == f"{tmp_path}/let_s1/checkpoint/step-500"
     compares = [cmd for cmd in lines if cmd[:3] == ["python", "-m", "recipes.compare"]]
-    assert [cmd[-1].rsplit("_", 1)[1] for cmd in compares] == ["hf", "linear", "stop250", "lambda0.3", "paper"]
-    hf = compares[0]
-    hf_baselines = [f"{tmp_path}/init_study/baseline_hf_s{seed}" for seed in (0, 1)]
-    assert hf[hf.index("--baseline") + 1:hf.index("--let")] == hf_baselines
-    assert compares[1][compares[1].index("--baseline") + 1] == f"{tmp_path}/baseline_s0"
-
+    groups = {cmd[-1].rsplit("/", 1)[1]: (cmd[cmd.index("--baseline") + 1:cmd.index("--let")],
+                                          cmd[cmd.index("--let") + 1:cmd.index("--out")]) for cmd in compares}
+    assert sorted(groups) == ["compare_vs_baseline", "compare_vs_baseline_hf"]  # one per baseline, paired by seed
+    study = f"{tmp_path}/init_study"
+    assert groups["compare_vs_baseline_hf"] == (
+        [f"{study}/baseline_hf_s0", f"{study}/baseline_hf_s1"], [f"hf={study}/let_hf_s0,{study}/let_hf_s1"])
+    assert groups["compare_vs_baseline"] == ([f"{tmp_path}/baseline_s0", f"{tmp_path}/baseline_s1"], [
+        f"linear={study}/let_linear_s0", f"stop250={study}/let_stop250_s0,{study}/let_stop250_s1",
+        f"lambda0.3={study}/let_lambda0.3_s0", f"paper={tmp_path}/let_s0,{tmp_path}/let_s1"])
 
 def test_a_finished_run_is_not_planned_again(tmp_path):
     (tmp_path / "init_study").mkdir()
