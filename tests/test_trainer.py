@@ -88,9 +88,12 @@ def test_disabled_let_matches_stock_torchtitan_trainer(tmp_path):
         assert abs(ours[step] - stock[step]) <= 1e-6, (step, ours[step], stock[step])
 
 
-# 8 steps aligning through step 6, a checkpoint every 2 steps: saves at 2, 4 and 6 fall mid-alignment
+# 8 steps aligning through step 6, a checkpoint every 2 steps: saves at 2, 4 and 6 fall mid-alignment. Validation
+# at steps 1, 2, 4, 6, 8, each reading on where the last stopped in the re-looped stream (torchtitan's Validator)
 RESUMABLE = ("--training.steps", "8", "--let.stop_step", "6", "--checkpoint.enable", "--checkpoint.interval", "2",
-             "--training.seq_len", "64", "--training.local_batch_size", "4")
+             "--training.seq_len", "64", "--training.local_batch_size", "4", "--validation.enable",
+             "--validation.freq", "2", "--validation.steps", "2", "--validation.local_batch_size", "2",
+             "--validation.seq_len", "64")
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +105,14 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 
 def _assert_same_losses(expected_run: Path, run: Path, steps: list[int]) -> None:
-    for tag in ("loss_metrics/global_avg_loss", "let/alignment_loss"):
+    """Training and alignment losses at `steps`; validation losses too, at those of them that evaluate: a resumed
+    run evaluates the same text at the same step (let_components/validate.py)."""
+    for tag in ("loss_metrics/global_avg_loss", "let/alignment_loss", "validation_metrics/loss"):
         expected, got = tb_scalars(expected_run, tag), tb_scalars(run, tag)
         for step in steps:
-            if tag == "loss_metrics/global_avg_loss" or step <= 6:
+            if tag == "loss_metrics/global_avg_loss" or (tag == "let/alignment_loss" and step <= 6) or (
+                tag == "validation_metrics/loss" and step in (1, 2, 4, 6, 8)
+            ):
                 assert abs(expected[step] - got[step]) <= 1e-6, (tag, step, expected[step], got[step])
 
 
@@ -114,6 +121,7 @@ def test_resume_mid_alignment_from_an_async_checkpoint_reproduces_the_uninterrup
     shutil.copytree(uninterrupted / "checkpoint" / "step-4", resumed / "checkpoint" / "step-4")
     log = _run(resumed, LET_DEBUG, *RESUMABLE)
     assert "Training starts at step 5" in log
+    assert "[validation] resumed at step 6: skipped the data of the 3 earlier evaluations" in log
     assert sorted(let_lines(log)) == [5, 6]
     assert sorted(_losses(resumed)) == [5, 6, 7, 8]
     _assert_same_losses(uninterrupted, resumed, [5, 6, 7, 8])

@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torchtitan.components.validate import build_validator
 from torchtitan.config import JobConfig
 from torchtitan.distributed import ParallelDims
 from torchtitan.models.utils import trunc_normal_
@@ -29,6 +28,7 @@ from .. import platform
 from ..config import LETConfigError, Student, valid_choices
 from ..teacher import teacher_architecture, teacher_config
 from ..tokenizer import build_tokenizer
+from ..validate import ResumableValidator
 from .init import hf_init_
 
 
@@ -121,7 +121,8 @@ def student_train_spec(
     """`base` (torchtitan's spec of the family) with the LET student's model, flavors, adapter and tokenizer.
 
     Kept from `base`: optimizer builder (deepseek_v3's updates MoE expert biases), LR schedule, dataloader, loss.
-    Pipeline parallelism is off (LET refuses it); every student gets torchtitan's validator.
+    Pipeline parallelism is off (LET refuses it); every student gets torchtitan's validator, resumable
+    (let_components/validate.py).
     """
     return dataclasses.replace(
         base,
@@ -131,6 +132,6 @@ def student_train_spec(
         parallelize_fn=with_cpu_sum_reduction(base.parallelize_fn),
         pipelining_fn=None,
         build_tokenizer_fn=build_tokenizer,
-        build_validator_fn=build_validator,
+        build_validator_fn=ResumableValidator,
         state_dict_adapter=state_dict_adapter,
     )
