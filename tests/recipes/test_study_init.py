@@ -27,11 +27,11 @@ def test_dry_run_pairs_every_variant_with_its_own_baseline_and_every_command_par
     lines = [shlex.split(line) for line in run.stdout.splitlines()]
     trains = {cmd[cmd.index("--job.dump_folder") + 1].rsplit("/", 1)[1]: cmd[1:] for cmd in lines
               if cmd[0] == "./run_train.sh" and "--job.dump_folder" in cmd}  # the teacher run has none
-    # stage 1: both baselines and the five variants at seed 0; stage 2 (SEEDS2_VARIANTS="hf stop250", and paper): seed
+    # stage 1: both baselines and the five variants at seed 0; stage 2 (SEEDS2_VARIANTS="hf lambda0.3", and paper): seed
     # 1. The paper variant's runs are the replication's own (shared with replicate.sh), the others the study's
     assert sorted(trains) == sorted([
         "baseline_s0", "baseline_hf_s0", "let_s0", "let_hf_s0", "let_linear_s0", "let_stop250_s0",
-        "let_lambda0.3_s0", "baseline_s1", "let_s1", "baseline_hf_s1", "let_hf_s1", "let_stop250_s1",
+        "let_lambda0.3_s0", "baseline_s1", "let_s1", "baseline_hf_s1", "let_hf_s1", "let_lambda0.3_s1",
     ])
     folders = {name: args[args.index("--job.dump_folder") + 1] for name, args in trains.items()}
     assert folders["let_s0"] == f"{tmp_path}/let_s0" and folders["let_hf_s0"] == f"{tmp_path}/init_study/let_hf_s0"
@@ -59,8 +59,8 @@ def test_dry_run_pairs_every_variant_with_its_own_baseline_and_every_command_par
     assert groups["compare_vs_baseline_hf"] == (
         [f"{study}/baseline_hf_s0", f"{study}/baseline_hf_s1"], [f"hf={study}/let_hf_s0,{study}/let_hf_s1"])
     assert groups["compare_vs_baseline"] == ([f"{tmp_path}/baseline_s0", f"{tmp_path}/baseline_s1"], [
-        f"linear={study}/let_linear_s0", f"stop250={study}/let_stop250_s0,{study}/let_stop250_s1",
-        f"lambda0.3={study}/let_lambda0.3_s0", f"paper={tmp_path}/let_s0,{tmp_path}/let_s1"])
+        f"linear={study}/let_linear_s0", f"stop250={study}/let_stop250_s0",
+        f"lambda0.3={study}/let_lambda0.3_s0,{study}/let_lambda0.3_s1", f"paper={tmp_path}/let_s0,{tmp_path}/let_s1"])
 
 def test_a_finished_run_is_not_planned_again(tmp_path):
     (tmp_path / "init_study").mkdir()
