@@ -82,19 +82,9 @@ def test_qwen3_student_flavors_are_untied():
 
 def _initialised_student(*args: str, config: str = "train_configs/let_debug.toml", seed: int = 0) -> torch.nn.Module:
     """A student built from a config as torchtitan's Trainer does (args from the config, meta -> CPU, init_weights)."""
-    from torchtitan.protocols.train_spec import get_train_spec
+    from recipes.init_probe import initialised_student
 
-    job_config = ConfigManager().parse_args(["--job.config_file", str(REPO / config), *args])
-    spec = get_train_spec(job_config.model.name)
-    model_args = copy.deepcopy(spec.model_args[job_config.model.flavor])
-    model_args.update_from_config(job_config)
-    with torch.device("meta"):
-        model = spec.model_cls(model_args)
-    model.to_empty(device="cpu")
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        model.init_weights(buffer_device=torch.device("cpu"))
-    return model
+    return initialised_student(ConfigManager().parse_args(["--job.config_file", str(REPO / config), *args]), seed)
 
 
 def _assert_normal(weight: torch.Tensor, std: float) -> None:
