@@ -156,8 +156,8 @@ def difference_curve(
         references = [dict(mean_curve([run.validation for run in baseline]))] * len(runs)
     per_run = [dict(run.validation) for run in runs]
     steps = sorted(set(references[0]).intersection(*references[1:], *per_run))
-    pairs = list(zip(per_run, references, strict=True))
-    return [(step, *mean_and_std([curve[step] - reference[step] for curve, reference in pairs])) for step in steps]
+    matched = list(zip(per_run, references, strict=True))
+    return [(step, *mean_and_std([curve[step] - reference[step] for curve, reference in matched])) for step in steps]
 
 
 def teaching_phases(runs: dict[str, list[RunMetrics]]) -> dict[str, int]:
