@@ -1,9 +1,10 @@
 #!/usr/bin/bash
-# Launch LET (or baseline) training with torchrun, in torchtitan's style.
+# Launch LET (or baseline) training with torchrun (torch.distributed.run), in torchtitan's style.
 #   ./run_train.sh                                           # the embedded LET debug run
 #   NGPU=8 ./run_train.sh --job.config_file train_configs/let_1.4b.toml
 #   CONFIG_FILE=train_configs/baseline_debug.toml ./run_train.sh --training.steps 10
 #   TRAIN_FILE=my_pkg.train ./run_train.sh    # another entry module (default recipes.train)
+#   PYTHON=.venv/bin/python ./run_train.sh     # the interpreter that launches (default: python on PATH)
 # A --job.config_file among the arguments wins over CONFIG_FILE (torchtitan takes the first occurrence).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,8 +16,11 @@ for arg in "$@"; do
   esac
 done
 
+# One interpreter counts the GPUs and launches: `python -m torch.distributed.run` is torchrun, but trains with that
+# interpreter's torch, not with whichever torchrun comes first on PATH.
+PYTHON=${PYTHON:-python}
 if [ -z "${NGPU:-}" ]; then
-  NGPU=$(python -c "import torch; print(torch.accelerator.device_count() if torch.accelerator.is_available() else 1)")
+  NGPU=$("$PYTHON" -c "import torch; print(torch.accelerator.device_count() if torch.accelerator.is_available() else 1)")
 fi
 LOG_RANK=${LOG_RANK:-0}
 TRAIN_FILE=${TRAIN_FILE:-"recipes.train"}
@@ -25,6 +29,6 @@ OVERRIDES=()
 
 PYTORCH_ALLOC_CONF=${PYTORCH_ALLOC_CONF:-"expandable_segments:True"} \
 TORCHFT_LIGHTHOUSE=${TORCHFT_LIGHTHOUSE:-"http://localhost:29510"} \
-exec torchrun --nproc_per_node="$NGPU" --rdzv_backend c10d --rdzv_endpoint="localhost:0" \
+exec "$PYTHON" -m torch.distributed.run --nproc_per_node="$NGPU" --rdzv_backend c10d --rdzv_endpoint="localhost:0" \
   --local-ranks-filter "$LOG_RANK" --role rank --tee 3 \
   -m "$TRAIN_FILE" "${OVERRIDES[@]}" "$@"

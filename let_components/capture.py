@@ -35,10 +35,15 @@ class BlockCapture:
 
     @contextmanager
     def capturing(self) -> Iterator["BlockCapture"]:
-        """Hook block k for the duration of one student forward."""
+        """Hook block k for the duration of one student forward. A forward that raises leaves nothing behind: a
+        kept state would otherwise outlive its step (memory) and could be popped by the next one."""
+        self._output = None
         handle = self.block.register_forward_hook(self._keep)
         try:
             yield self
+        except BaseException:
+            self._output = None
+            raise
         finally:
             handle.remove()
 

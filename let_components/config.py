@@ -1,4 +1,4 @@
-"""The `[let]` TOML section, merged into torchtitan's JobConfig.
+"""The `[let]` and `[student]` TOML sections, merged into torchtitan's JobConfig, and the two error types.
 
 Used through `[job] custom_config_module = "let_components.config"`; every key is also a CLI flag
 (`--let.lambda_0 0.3`).
@@ -6,7 +6,7 @@ Used through `[job] custom_config_module = "let_components.config"`; every key i
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal, get_args
+from typing import ClassVar, Literal, get_args
 
 from torchtitan.config import JobConfig as TitanJobConfig
 
@@ -46,12 +46,46 @@ class LET:
     schedule: Schedule = "linear"
     """How lambda decays from lambda_0 to 0 over the first stop_step steps."""
 
+    stop_when: Literal["step", "caught_up"] = "step"
+    """step: the teacher teaches on steps 1..stop_step (the paper's). caught_up: it also leaves, from the next step
+    on, once the student's language-modeling loss per byte of text, smoothed, is at or below the teacher's on the
+    same training text (plus caught_up_margin); stop_step stays the schedule's horizon and the hard cap."""
+
+    caught_up_margin: float = 0.0
+    """stop_when = "caught_up": bits per byte. The teacher leaves when student_bpb <= teacher_bpb + margin: > 0
+    lets it leave while the student is still that far behind, < 0 keeps it until the student is that far ahead."""
+
+    caught_up_every: int = 10
+    """stop_when = "caught_up": steps between checks; only check steps run the teacher's LM head."""
+
+    caught_up_window: int = 5
+    """stop_when = "caught_up": checks pooled into the smoothed comparison (every x window steps of text: 50 by
+    default); the rule cannot fire before the window is full."""
+
+    caught_up_min_steps: int = 0
+    """stop_when = "caught_up": the rule may fire only from this step on (besides a full window)."""
+
+    caught_up_sequences: int = 4
+    """stop_when = "caught_up": sequences per micro-batch on which both losses are measured at a check (a
+    subsample: the teacher's LM head over a whole batch can cost as much as a student step)."""
+
     projection: Literal["interpolate", "linear"] = "interpolate"
     """interpolate: teacher vector resized to the student width (the paper's, no parameters);
     linear: learned student->teacher map, cosine in teacher space."""
 
-    allow_tokenizer_mismatch: bool = False
-    """Train with a tokenizer that is not the teacher's (positions then no longer align token by token)."""
+    interpolate_align_corners: bool = True
+    """projection = "interpolate": F.interpolate(mode="linear")'s align_corners (the first and last entries of the
+    two vectors coincide). The paper does not say; true is what every number in docs/ was measured with."""
+
+    token_alignment: Literal["same", "bytes"] = "same"
+    """same: the student trains in the teacher's tokenizer and vocabulary, position j = position j (the paper's);
+    bytes: the student keeps its own tokenizer (model.hf_assets_path) and vocabulary, the teacher reads the same
+    text in its own tokenization, and student position j is paired with the last teacher token that ends at or
+    before the end of student token j (byte-level BPE tokenizer.json and tiktoken files on both sides)."""
+
+    teacher_seq_len: int = 0
+    """token_alignment = "bytes": teacher tokens per window, a fixed shape (0: training.seq_len). A window's teacher
+    tokens beyond it are cut; the student positions paired with them lose their target (logged: let/lost)."""
 
     signal: Literal["hidden", "logits"] = "hidden"
     """What the teacher teaches: hidden = LET (its final hidden state aligned to student block k); logits = logit
@@ -93,9 +127,27 @@ class JobConfig(TitanJobConfig):
     student: Student = field(default_factory=Student)
 
 
-class LETConfigError(ValueError):
+class LETError(Exception):
+    """An error recipes/train.py prints as one line, `[LET] <headline>: <message>`, before exiting with `exit_code`."""
+
+    headline: ClassVar[str]
+    exit_code: ClassVar[int]
+
+
+class LETConfigError(LETError, ValueError):
     """A user mistake (a TOML key, a teacher folder, a data path) that cannot work: the message names the key, the
-    value and what would be valid; recipes/train.py prints it as one line and exits with status 2."""
+    value and what would be valid. Found before training starts wherever it can be."""
+
+    headline = "configuration error"
+    exit_code = 2
+
+
+class LETRuntimeError(LETError, RuntimeError):
+    """Training cannot go on (a non-finite value, the teacher folder changed under a resumed run): raised on every
+    rank alike, before any weight or checkpoint of the failing step is written."""
+
+    headline = "training stopped"
+    exit_code = 3
 
 
 def valid_choices(config_class: type, key: str) -> tuple[str, ...]:
@@ -109,6 +161,14 @@ def exclude_projection_from_float8(job_config: TitanJobConfig) -> None:
     float8 = job_config.quantize.linear.float8
     if "let_projection" not in float8.filter_fqns:
         float8.filter_fqns = [*float8.filter_fqns, "let_projection"]
+
+
+def teacher_seq_len(job_config: TitanJobConfig) -> int:
+    """Tokens per teacher window: the student's training.seq_len, or let.teacher_seq_len when aligned by bytes."""
+    let = job_config.let
+    if let.token_alignment == "bytes" and let.teacher_seq_len:
+        return let.teacher_seq_len
+    return job_config.training.seq_len
 
 
 def complete_checkpoint_steps(folder: Path) -> list[int]:
@@ -125,12 +185,15 @@ def complete_checkpoint_steps(folder: Path) -> list[int]:
 
 
 def latest_checkpoint_step(job_config: TitanJobConfig) -> int:
-    """Step of the checkpoint torchtitan will resume this job from (0 for a fresh run)."""
+    """The step torchtitan 0.2.2 resumes this job after (0: training starts at step 1), decided as
+    CheckpointManager.load decides: no checkpoint folder -> initial_load_path or nothing, weights only, step 0;
+    load_step = 0 -> the step-0 (seed) checkpoint, weights only, step 0; load_step > 0 -> that step; -1 -> the latest
+    complete checkpoint."""
     ckpt = job_config.checkpoint
     folder = Path(job_config.job.dump_folder) / ckpt.folder
     if not ckpt.enable or not folder.is_dir():
         return 0
-    if ckpt.load_step > 0:
+    if ckpt.load_step >= 0:
         return ckpt.load_step
     return max(complete_checkpoint_steps(folder), default=0)
 
@@ -150,15 +213,30 @@ def check_logits_signal(let: LET) -> None:
             f"let.teacher_layer={let.teacher_layer}: signal='logits' reads the teacher's LM head, which follows its "
             "final layer; use teacher_layer = -1 (or signal = 'hidden')"
         )
-    if let.allow_tokenizer_mismatch:
+    if let.token_alignment != "same":
         raise LETConfigError(
-            "let.allow_tokenizer_mismatch=true: signal='logits' compares distributions over the same token ids, "
-            "so the student must use the teacher's tokenizer"
+            f"let.token_alignment={let.token_alignment!r}: signal='logits' compares distributions over the same "
+            "token ids, which needs one vocabulary; use token_alignment = 'same' (or signal = 'hidden', which aligns "
+            "across tokenizers)"
         )
     if let.projection != "interpolate":
         raise LETConfigError(
             f"let.projection={let.projection!r}: a learned projection serves signal='hidden' only (with 'logits' it "
             "would never be trained); use 'interpolate'"
+        )
+
+
+def check_caught_up(let: LET) -> None:
+    """stop_when = "caught_up" compares the two LM losses through the teacher's LM head."""
+    for key in ("caught_up_every", "caught_up_window", "caught_up_sequences"):
+        if getattr(let, key) < 1:
+            raise LETConfigError(f"let.{key}={getattr(let, key)}: must be >= 1")
+    if let.caught_up_min_steps < 0:
+        raise LETConfigError(f"let.caught_up_min_steps={let.caught_up_min_steps}: must be >= 0")
+    if let.teacher_layer != -1:
+        raise LETConfigError(
+            f"let.teacher_layer={let.teacher_layer}: stop_when='caught_up' reads the teacher's LM head, which follows "
+            "its final layer; use teacher_layer = -1 (or stop_when = 'step')"
         )
 
 
@@ -168,12 +246,22 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> None:
     if let.lambda_0 < 0:
         raise LETConfigError(f"let.lambda_0={let.lambda_0}: must be >= 0 (the paper uses 0.1)")
     for key in ("schedule", "projection", "teacher_dtype", "teacher_compile_mode", "signal", "kd_direction",
-                "kd_combine"):
+                "kd_combine", "token_alignment", "stop_when"):
         value, valid = getattr(let, key), valid_choices(LET, key)
         if value not in valid:
             raise LETConfigError(f"let.{key}={value!r}: valid are {', '.join(valid)}")
     if let.signal == "logits":
         check_logits_signal(let)
+    if let.teacher_seq_len < 0:
+        raise LETConfigError(f"let.teacher_seq_len={let.teacher_seq_len}: must be >= 0 (0: training.seq_len)")
+    if let.token_alignment == "bytes" and job_config.training.dataloader.num_workers > 1:
+        raise LETConfigError(
+            f"training.dataloader.num_workers={job_config.training.dataloader.num_workers}: token_alignment='bytes' "
+            "takes 0 or 1 (torchtitan's text dataset is not split between workers; 1 moves the tokenization off "
+            "the training step)"
+        )
+    if let.stop_when == "caught_up":
+        check_caught_up(let)
     if not 1 <= let.stop_step <= training.steps:
         raise LETConfigError(
             f"let.stop_step={let.stop_step}: must be in 1..training.steps={training.steps} "

@@ -1,8 +1,9 @@
 """The logit-distillation term (signal = "logits": SALT and RKD): KL between teacher and student next-token
 distributions at a temperature T, scaled by T^2.
 
-`distillation_sums` is the math (testable without a config); `build_distillation_loss` decides the wiring, as
-torchtitan's components/loss.py does for cross-entropy.
+`distillation_sums` is the math (testable without a config); `DistillationTerm` is the teacher term of
+signal = "logits" as the trainer's step uses it (let_components/term.py), built once from the config like
+torchtitan's loss.
 
 Memory: cross-entropy already holds one float32 copy of the [tokens, vocab] logits. A plain autograd KL would save
 several more (log-softmax of both sides, the probabilities) until backward. Here a custom autograd Function walks
@@ -10,19 +11,20 @@ the tokens in chunks, and for each chunk runs a small forward + backward of its 
 the chunk's gradient into ONE buffer of the student logits' shape and dtype (bf16 under mixed precision, float32 on
 CPU). Backward then only scales that buffer. So the term adds: the teacher logits (bf16 on GPU), the gradient
 buffer, and one chunk's float32 working set - never a second full float32 autograd graph - and recomputes nothing.
+The scale backward applies (lambda / N) is multiplied in float32, chunk by chunk: rounded to bf16 first, it would
+bias every gradient of a step by the same factor (up to +-0.4%).
 """
 
-from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torchtitan.components.loss import IGNORE_INDEX
 
 from .config import JobConfig, LETConfigError
+from .teacher import TeacherModel
 
 Direction = Literal["forward", "reverse"]
-DistillationLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def token_kl(
@@ -63,27 +65,36 @@ class _ChunkedKL(torch.autograd.Function):
             agree += ((student.detach().argmax(-1) == teacher.argmax(-1)) & mask).sum()
         ctx.save_for_backward(grad)
         ctx.mark_non_differentiable(agree)
-        ctx.shape = student_logits.shape
+        ctx.shape, ctx.chunk_tokens, ctx.used = student_logits.shape, chunk_tokens, False
         return total, agree
 
     @staticmethod
     def backward(ctx, grad_total, _grad_agree):
+        # once-differentiable: the gradient is precomputed, so a double backward (create_graph=True, which runs this
+        # with grad mode on) would silently treat it as a constant; a second backward through a retained graph
+        # would scale the buffer twice
+        if torch.is_grad_enabled():
+            raise RuntimeError("the distillation term is once-differentiable: create_graph=True is not supported")
+        if ctx.used:
+            raise RuntimeError("the distillation term's backward runs once per forward (its buffer is scaled in place)")
+        ctx.used = True
         (grad,) = ctx.saved_tensors
-        # in place: a second full-size copy is exactly what this Function exists to avoid (no double backward)
-        grad.mul_(grad_total.to(grad.dtype))
+        # in place, a chunk at a time in float32: no second full-size copy, and the scale is not rounded to bf16
+        for rows in torch.split(grad, ctx.chunk_tokens):
+            rows.copy_(rows.float() * grad_total)
         return grad.view(ctx.shape), None, None, None, None, None, None
 
 
 def distillation_sums(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
-    labels: torch.Tensor,
+    valid: torch.Tensor,
     temperature: float = 1.0,
     direction: Direction = "forward",
     vocab_limit: int | None = None,
     chunk_tokens: int = 512,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(SUM over valid tokens of T^2 * KL, COUNT of valid tokens whose student top-1 equals the teacher's).
+    """(SUM over valid positions of T^2 * KL, COUNT of valid positions whose student top-1 equals the teacher's).
 
     Sums, not means: the trainer divides both by the global number of valid tokens exactly like torchtitan's
     cross-entropy (correct under data parallelism and gradient accumulation). `vocab_limit`: only the first
@@ -93,7 +104,6 @@ def distillation_sums(
     """
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student logits {tuple(student_logits.shape)} vs teacher {tuple(teacher_logits.shape)}")
-    valid = labels != IGNORE_INDEX
     limit = student_logits.shape[-1] if vocab_limit is None else min(vocab_limit, student_logits.shape[-1])
     return _ChunkedKL.apply(student_logits, teacher_logits, valid, temperature, direction, limit, chunk_tokens)
 
@@ -112,22 +122,45 @@ def check_distillation_vocab(student_vocab: int, teacher_vocab: int, tokenizer_i
         )
 
 
-def build_distillation_loss(job_config: JobConfig, tokenizer_ids: int) -> DistillationLoss:
-    """The distillation term of this run: temperature, direction and chunk size from `[let]`, the vocabulary cut
-    at the tokenizer's ids. Eager: the per-chunk autograd.grad is a graph break for torch.compile."""
-    let = job_config.let
+class DistillationTerm:
+    """signal = "logits" (SALT, RKD): the KL between the teacher's and the student's next-token distributions, over
+    the tokenizer's ids (embedding rows beyond them are never a label)."""
 
-    def loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor):
-        return distillation_sums(
-            student_logits, teacher_logits, labels, let.kd_temperature, let.kd_direction, tokenizer_ids,
-            let.kd_chunk_tokens,
+    name = "distillation_loss"
+    log_formats = {"distillation_loss": "8.5f", "top1_agreement": "6.4f"}
+
+    def __init__(self, job_config: JobConfig, tokenizer_ids: int):
+        let = job_config.let
+        self.temperature, self.direction, self.combine_mode = let.kd_temperature, let.kd_direction, let.kd_combine
+        self.vocab_limit, self.chunk_tokens = tokenizer_ids, let.kd_chunk_tokens
+
+    def describe(self, job_config: JobConfig) -> str:
+        return (f"signal=logits, {self.direction} KL at T={self.temperature} (vocabulary cut at {self.vocab_limit} "
+                f"ids), {self.combine_mode}")
+
+    def teach(self, teacher: TeacherModel, hidden: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits in its own dtype (bf16 on GPU), never part of a graph."""
+        return teacher.logits(hidden)
+
+    def lm_logits(self, teacher: TeacherModel, signal: torch.Tensor) -> torch.Tensor:
+        return signal
+
+    def watching(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def sums(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """[KD SUM, top-1 agreement COUNT] off the student's logits (eager: the per-chunk autograd.grad is a graph
+        break for torch.compile)."""
+        term, agreements = distillation_sums(
+            pred, target, valid, self.temperature, self.direction, self.vocab_limit, self.chunk_tokens
         )
+        return torch.stack([term, agreements])
 
-    return loss
+    def combine(self, ce: torch.Tensor, term: torch.Tensor, weight: float) -> torch.Tensor:
+        """add: CE + lambda * KD (LET's form); mix: (1 - lambda) * CE + lambda * KD (SALT's)."""
+        if self.combine_mode == "mix":
+            return (1.0 - weight) * ce + weight * term
+        return ce + weight * term
 
-
-def combine_losses(ce: torch.Tensor, term: torch.Tensor, weight: float, combine: Literal["add", "mix"]) -> torch.Tensor:
-    """add: CE + lambda * term (LET's form); mix: (1 - lambda) * CE + lambda * term (SALT's)."""
-    if combine == "mix":
-        return (1.0 - weight) * ce + weight * term
-    return ce + weight * term
+    def metrics(self, values: list[float]) -> dict[str, float]:
+        return {"distillation_loss": values[0], "top1_agreement": values[1]}

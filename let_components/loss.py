@@ -1,47 +1,91 @@
 """The LET alignment term: negative cosine between the student's block-k state and the teacher's state.
 
-`alignment_loss` is the math (testable without a config); `build_alignment_loss` decides the wiring
-(compiled or not), as torchtitan's components/loss.py does for cross-entropy.
+`alignment_loss` is the math (testable without a config); `AlignmentTerm` is the teacher term of signal = "hidden"
+as the trainer's step uses it (let_components/term.py), built once from the config like torchtitan's loss.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 
 import torch
 import torch.nn.functional as F
-from torchtitan.components.loss import IGNORE_INDEX
-from torchtitan.config import JobConfig
+from torch import nn
 from torchtitan.tools.logging import logger
+
+from .capture import BlockCapture
+from .config import JobConfig
+from .teacher import TeacherModel
 
 AlignmentLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def interpolate_width(hidden: torch.Tensor, width: int) -> torch.Tensor:
-    """The paper's parameter-free map: each hidden vector linearly resampled to `width` entries."""
+def interpolate_width(hidden: torch.Tensor, width: int, align_corners: bool = True) -> torch.Tensor:
+    """The paper's parameter-free map: each hidden vector linearly resampled to `width` entries.
+
+    align_corners=True maps entry 0 to entry 0 and the last to the last; False is F.interpolate's default (entries
+    as the centres of equal cells). The paper does not say which; they give different targets (for 576 -> 2048
+    the two interpolations of one vector have a mean cosine of 0.944).
+    """
     if hidden.shape[-1] == width:
         return hidden
     flat = hidden.reshape(-1, 1, hidden.shape[-1])
-    resized = F.interpolate(flat, size=width, mode="linear", align_corners=True)
+    resized = F.interpolate(flat, size=width, mode="linear", align_corners=align_corners)
     return resized.reshape(*hidden.shape[:-1], width)
 
 
-def alignment_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """SUM over valid tokens of -cos(student, teacher), in float32.
+def alignment_loss(
+    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, valid: torch.Tensor, align_corners: bool = True
+) -> torch.Tensor:
+    """SUM over valid positions of -cos(student, teacher), in float32.
 
-    A sum, not a mean: the trainer divides it by the global number of valid tokens exactly like torchtitan's
-    cross-entropy, which keeps it correct under data parallelism and gradient accumulation. The teacher
+    A sum, not a mean: the trainer divides it by the global number of positions that count, exactly like
+    torchtitan's cross-entropy, which keeps it correct under data parallelism and gradient accumulation. The teacher
     vector is resized to the student width when the widths differ (projection = "interpolate"); with
     projection = "linear" the student state arrives already mapped to the teacher width.
     """
-    teacher = interpolate_width(teacher_hidden.float(), student_hidden.shape[-1])
+    teacher = interpolate_width(teacher_hidden.float(), student_hidden.shape[-1], align_corners)
     cosine = (F.normalize(student_hidden.float(), dim=-1) * F.normalize(teacher, dim=-1)).sum(-1)
-    valid = labels != IGNORE_INDEX
     return -(cosine * valid).sum()
 
 
-def build_alignment_loss(job_config: JobConfig) -> AlignmentLoss:
-    """The alignment loss, compiled like the student when torch.compile covers the loss."""
-    compile_config = job_config.compile
-    if compile_config.enable and "loss" in compile_config.components:
-        logger.info("[LET] Compiling the alignment loss with torch.compile")
-        return torch.compile(alignment_loss, backend=compile_config.backend)
-    return alignment_loss
+class AlignmentTerm:
+    """signal = "hidden" (LET): the teacher's state pulls the output of student block k (read by a forward hook)."""
+
+    name = "alignment_loss"
+    log_formats = {"alignment_loss": "8.5f", "cosine": "7.4f"}
+
+    def __init__(self, job_config: JobConfig, student: nn.Module):
+        let, compile_config = job_config.let, job_config.compile
+        self.capture = BlockCapture(student, let.student_layer)
+        self.loss_fn: AlignmentLoss = partial(alignment_loss, align_corners=let.interpolate_align_corners)
+        if compile_config.enable and "loss" in compile_config.components:
+            logger.info("[LET] Compiling the alignment loss with torch.compile")
+            self.loss_fn = torch.compile(self.loss_fn, backend=compile_config.backend)
+
+    def describe(self, job_config: JobConfig) -> str:
+        let = job_config.let
+        corners = f", align_corners={let.interpolate_align_corners}" if let.projection == "interpolate" else ""
+        return (f"student block {let.student_layer} <- teacher layer {let.teacher_layer}, "
+                f"projection={let.projection}{corners}")
+
+    def teach(self, teacher: TeacherModel, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden
+
+    def lm_logits(self, teacher: TeacherModel, signal: torch.Tensor) -> torch.Tensor:
+        return teacher.logits(signal)
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        with self.capture.capturing():
+            yield
+
+    def sums(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """[alignment SUM]: the state block k produced in the forward just watched, against the teacher's."""
+        return self.loss_fn(self.capture.pop(), target, valid).unsqueeze(0)
+
+    def combine(self, ce: torch.Tensor, term: torch.Tensor, weight: float) -> torch.Tensor:
+        return ce + weight * term
+
+    def metrics(self, values: list[float]) -> dict[str, float]:
+        return {"alignment_loss": values[0], "cosine": -values[0]}

@@ -1,4 +1,4 @@
-"""Alignment weight lambda as a pure function of torchtitan's 1-based step, so resumption is exact."""
+"""The teacher term's weight lambda as a pure function of torchtitan's 1-based step, so resumption is exact."""
 
 import math
 from typing import Literal, get_args
@@ -7,8 +7,8 @@ Schedule = Literal["linear", "constant", "cosine"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
-def alignment_weight(step: int, lambda_0: float, stop_step: int, schedule: Schedule = "linear") -> float:
-    """lambda at 1-based `step`; 0 for every step > stop_step, so alignment runs exactly stop_step steps.
+def teacher_weight(step: int, lambda_0: float, stop_step: int, schedule: Schedule = "linear") -> float:
+    """lambda at 1-based `step`; 0 for every step > stop_step, so the teacher teaches exactly stop_step steps.
 
     linear:   lambda_0 * (S - (step - 1)) / S   (lambda(1) = lambda_0, the paper's decay)
     constant: lambda_0

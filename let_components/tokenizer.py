@@ -1,6 +1,8 @@
-"""Student tokenizers: the teacher's own, from tokenizer.json (HF) or a tiktoken BPE file (Llama 3).
+"""Tokenizers: from tokenizer.json (HF) or a tiktoken BPE file (Llama 3).
 
-The student trains in the teacher's vocabulary (as in the paper), so token positions align one to one.
+With let.token_alignment = "same" (the paper's setting) the student trains in the teacher's tokenizer, so token
+positions align one to one; with "bytes" it keeps its own (model.hf_assets_path) and the teacher reads the same
+text in its own tokenizer (let_components/aligned_data.py).
 """
 
 import os
@@ -8,11 +10,13 @@ import shutil
 from dataclasses import fields
 from pathlib import Path
 
+import torch
 from torchtitan.components.tokenizer import BaseTokenizer, HuggingFaceTokenizer
 from torchtitan.config import JobConfig
 from torchtitan.config.job_config import Model
 
 from .config import LETConfigError
+from .token_alignment import text_byte_lengths
 
 # Llama 3's pre-tokenisation regex (from its tokenizer.py) and its count of reserved special tokens.
 LLAMA3_PATTERN = (
@@ -120,33 +124,50 @@ def build_tokenizer(job_config: JobConfig) -> BaseTokenizer:
     return load_tokenizer(*tokenizer_source(job_config))
 
 
-def check_tokenizer(
-    tokenizer: BaseTokenizer, job_config: JobConfig, teacher_vocab_size: int, teacher_needed: bool = True
-) -> None:
-    """Before training: every id the tokenizer emits indexes the teacher's embedding, and it IS the teacher's.
+def teacher_tokenizer(job_config: JobConfig) -> BaseTokenizer:
+    """The teacher's own tokenizer: from let.teacher_path, or this job's copy once the teacher folder is gone."""
+    teacher_path = job_config.let.teacher_path
+    copy = Path(job_config.job.dump_folder) / TOKENIZER_COPY
+    if not has_tokenizer(teacher_path) and has_tokenizer(copy):
+        return load_tokenizer(copy, "let.teacher_path (this job's copy)")
+    return load_tokenizer(teacher_path, "let.teacher_path")
 
-    The second check reads the teacher folder, so it is skipped when the run resumes after stop_step.
-    """
+
+def teacher_text_bytes(job_config: JobConfig) -> torch.Tensor | None:
+    """id -> bytes of text per teacher token (token_alignment.text_byte_lengths), None where the teacher's
+    tokenizer is not byte-level (its loss is then logged per token only)."""
+    try:
+        return torch.from_numpy(text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path"))
+    except LETConfigError:
+        return None
+
+
+def check_tokenizer(
+    tokenizer: BaseTokenizer, job_config: JobConfig, student_vocab_size: int, teacher_needed: bool = True
+) -> None:
+    """Before training: every id the tokenizer emits indexes the student's embedding and, with token_alignment =
+    "same", it IS the teacher's (the second check reads the teacher folder, so it is skipped once the teacher has
+    left). With "bytes" the student's tokenizer is its own; both are checked when the data pipeline is built."""
     let = job_config.let
     folder, key = tokenizer_source(job_config)
-    if tokenizer.get_vocab_size() > teacher_vocab_size:
+    if tokenizer.get_vocab_size() > student_vocab_size:
         raise LETConfigError(
-            f"{key}='{folder}': tokenizer has {tokenizer.get_vocab_size()} ids "
-            f"but the teacher at let.teacher_path has {teacher_vocab_size} embedding rows; train with the teacher's "
-            "tokenizer (leave model.hf_assets_path unset)"
+            f"{key}='{folder}': tokenizer has {tokenizer.get_vocab_size()} ids but the student has "
+            f"{student_vocab_size} embedding rows (the teacher's at let.teacher_path); train with the teacher's "
+            "tokenizer (leave model.hf_assets_path unset), or keep this one with let.token_alignment = 'bytes'"
         )
-    if let.allow_tokenizer_mismatch or not teacher_needed:
+    if let.token_alignment == "bytes" or not teacher_needed:
         return
     try:
-        teacher_tokenizer = load_tokenizer(let.teacher_path)
+        teacher = load_tokenizer(let.teacher_path)
     except LETConfigError:
         raise LETConfigError(
             f"let.teacher_path='{let.teacher_path}': no tokenizer files to compare with {key}; add the "
-            "teacher's tokenizer there, or set let.allow_tokenizer_mismatch = true deliberately"
+            "teacher's tokenizer there"
         ) from None
-    if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
+    if teacher.get_vocab() != tokenizer.get_vocab():
         raise LETConfigError(
-            f"{key}='{folder}': its tokenizer differs from the teacher's at "
-            f"let.teacher_path='{let.teacher_path}' (LET needs the same token ids); use the teacher's tokenizer or set "
-            "let.allow_tokenizer_mismatch = true deliberately"
+            f"{key}='{folder}': its tokenizer differs from the teacher's at let.teacher_path='{let.teacher_path}' "
+            "(token_alignment = 'same' pairs token positions); use the teacher's tokenizer (leave "
+            "model.hf_assets_path unset), or set let.token_alignment = 'bytes' to keep this one"
         )

@@ -1,19 +1,16 @@
-"""LETTrainer: torchtitan's Trainer plus the teacher term for the first stop_step steps.
+"""LETTrainer: torchtitan's Trainer plus the teacher term for the steps the teacher teaches.
 
-Like torchtitan's Flux trainer, it subclasses Trainer and overrides the step only. The step reads top to
-bottom: teacher hidden state (while lambda > 0) -> student forward -> CE -> teacher term -> backward, where the
-teacher term is LET's alignment of block k (signal = "hidden") or the KL to the teacher's next-token distribution
-(signal = "logits": SALT, RKD). After stop_step the teacher is deleted and the step is torchtitan's own.
+Like torchtitan's Flux trainer, it subclasses Trainer and overrides the step only. What varies between runs is
+chosen once at start-up, as torchtitan builds its loss: the teacher term (term.py: LET's alignment of block k, or
+logit distillation for SALT/RKD), how teacher positions map to student positions (token_map.py) and when the teacher
+leaves (stop.py). The step reads one path: teacher -> student forward -> CE -> term -> combine -> guard -> backward.
+Once the teacher has left, the step is torchtitan's own.
 """
 
-import dataclasses
 import gc
-import json
-import math
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
-from pathlib import Path
+from typing import Any
 
 import torch
 from torchtitan.distributed import utils as dist_utils
@@ -23,40 +20,34 @@ from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
 from . import platform
-from .capture import BlockCapture
-from .config import (
-    JobConfig,
-    LETConfigError,
-    check_let_config,
-    exclude_projection_from_float8,
-    latest_checkpoint_step,
-)
-from .distill import build_distillation_loss, check_distillation_vocab, combine_losses
+from .aligned_data import check_byte_tokenizers
+from .config import JobConfig, LETConfigError, check_let_config, exclude_projection_from_float8, latest_checkpoint_step
 from .guard import NonFiniteGuard
-from .loss import build_alignment_loss
 from .preemption import PreemptionFlag, save_for_requeue
-from .schedule import alignment_weight
+from .record import record_run
+from .stop import build_stop_rule
 from .student import STUDENT_SPECS
 from .teacher import (
     TeacherModel,
     build_teacher,
     check_teacher,
-    keep_teacher_config,
-    keep_teacher_fingerprint,
     release_cuda_graphs,
     teacher_compiled,
-    teacher_config,
+    teacher_forward,
     uses_cuda_graphs,
 )
-from .tokenizer import check_tokenizer, keep_teacher_tokenizer
-
-RUN_RECORD = "let_run.json"
-"""The run's `[let]` values, training.steps and student.init, in its dump folder: tools read stop_step here, not off
-the logs."""
+from .teacher_lm import TeacherLM
+from .term import build_teacher_term
+from .token_map import Batch, SameTokens, TokenMap, build_token_map
+from .tokenizer import check_tokenizer, teacher_text_bytes
 
 
 class LETTrainer(Trainer):
-    teacher: TeacherModel | None
+    teacher: TeacherModel | None = None
+    weight: float = 0.0
+    """The teacher term's weight lambda at the step in flight (0: the teacher does not teach)."""
+    token_map: TokenMap = SameTokens()
+    """How teacher positions map to student positions (a baseline's batches carry no teacher keys)."""
 
     def __init__(self, job_config: JobConfig):
         self.let = job_config.let
@@ -65,223 +56,172 @@ class LETTrainer(Trainer):
             self.resume_step = check_before_start(job_config)
             exclude_projection_from_float8(job_config)
         super().__init__(job_config)
-        self.teacher = None
-        self._teacher_sanity_pending = False
-        self._teacher_cuda_graphs = uses_cuda_graphs(job_config)
-        self.alignment_weight = 0.0
         self.preemption = PreemptionFlag()
         if not self.let.enable:
             return
-        teacher_needed = self.resume_step < self.let.stop_step
+        self.stop_rule = build_stop_rule(job_config, self.resume_step, self.tokenizer)
+        teacher_needed = self.stop_rule.teacher_needed(self.resume_step)
         check_tokenizer(self.tokenizer, job_config, self.model_args.vocab_size, teacher_needed)
-        if self.let.signal == "hidden":
-            self.alignment_loss_fn = build_alignment_loss(job_config)
-            self.capture = BlockCapture(self.model_parts[0], self.let.student_layer)
-        else:
-            tokenizer_ids = max(self.tokenizer.get_vocab().values()) + 1
-            teacher_vocab = teacher_config(self.let.teacher_path, job_config.job.dump_folder)["vocab_size"]
-            check_distillation_vocab(self.model_args.vocab_size, teacher_vocab, tokenizer_ids)
-            self.distillation_loss_fn = build_distillation_loss(job_config, tokenizer_ids)
-        self._alignment_sum = torch.zeros((), device=self.device)
-        self._distillation_sums = torch.zeros(2, device=self.device)  # KD term, top-1 agreements (fraction)
+        self.term = build_teacher_term(job_config, self.model_parts[0], self.tokenizer, self.model_args.vocab_size)
+        self.token_map = build_token_map(job_config, self.model_parts[0], self.model_args)
         self.guard = NonFiniteGuard(self.device, self.let.teacher_path)
         self.optimizers.register_step_pre_hook(self._check_finite)
-        self._record_run(teacher_needed)
-        if self.let.signal == "hidden":
-            logger.info(
-                f"[LET] enabled: student block {self.let.student_layer} <- teacher layer {self.let.teacher_layer} "
-                f"of {self.let.teacher_path}, lambda_0={self.let.lambda_0} ({self.let.schedule}) for steps "
-                f"1..{self.let.stop_step}, projection={self.let.projection}"
-            )
-        else:
-            logger.info(
-                f"[LET] enabled: signal=logits, {self.let.kd_direction} KL at T={self.let.kd_temperature} to the "
-                f"teacher {self.let.teacher_path} (vocabulary cut at {tokenizer_ids} ids), {self.let.kd_combine} "
-                f"with lambda_0={self.let.lambda_0} ({self.let.schedule}) for steps 1..{self.let.stop_step}"
-            )
+        self._teacher_cuda_graphs = uses_cuda_graphs(job_config)
+        self._teacher_left = False
+        self._teacher_bytes = teacher_text_bytes(job_config) if teacher_needed else None
+        record_run(job_config, teacher_needed, resuming=self.resume_step > 0)
+        logger.info(f"[LET] enabled: teacher {self.let.teacher_path} (token_alignment={self.let.token_alignment}): "
+                    f"{self.term.describe(job_config)}; {self.stop_rule.describe()}")
 
     # ---- the training step -------------------------------------------------------------------------------
 
-    def train_step(self, data_iterator: Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]) -> None:
+    def train_step(self, data_iterator: Iterator[Batch]) -> None:
         if not self.let.enable:
             return super().train_step(data_iterator)
-        let = self.let
-        self.alignment_weight = alignment_weight(self.step, let.lambda_0, let.stop_step, let.schedule)
-        if self.alignment_weight > 0 and self.teacher is None:
-            self.teacher = self._load_teacher()
-        elif self.alignment_weight == 0 and self.teacher is not None:
-            self._release_teacher()
-        if self.alignment_weight > 0:
-            self._alignment_sum.zero_()
-            self._distillation_sums.zero_()
+        self.weight = self.stop_rule.weight(self.step)
+        self._keep_teacher(self.weight > 0)
+        if self.weight == 0:
+            super().train_step(data_iterator)
+        else:
+            microbatches = [next(data_iterator) for _ in range(self.gradient_accumulation_steps)]
+            self.token_map.begin_step(microbatches, self.parallel_dims, self.device)
+            self._term_sums: torch.Tensor | float = 0.0
             self.guard.start_step()
-        super().train_step(data_iterator)
+            super().train_step(iter(microbatches))
+            self._log_stop_rule(self.stop_rule.end_step(self.step, self.parallel_dims))
         if self.metrics_processor.should_log(self.step):
-            self._log_alignment()
+            self._log_term()
 
     def forward_backward_step(
         self, *, input_dict: dict[str, torch.Tensor], labels: torch.Tensor, global_valid_tokens: torch.Tensor
     ) -> torch.Tensor:
-        if self.alignment_weight == 0:
+        teacher_batch = self.token_map.split(input_dict)
+        if self.weight == 0:
             return super().forward_backward_step(
                 input_dict=input_dict, labels=labels, global_valid_tokens=global_valid_tokens
             )
         inputs, labels, extra_inputs, extra_kwargs = self.post_dataloading_process(input_dict, labels)
+        model, term, token_map = self.model_parts[0], self.term, self.token_map
         with self.train_context():
             with torch.no_grad():
-                if self._teacher_cuda_graphs:
-                    # each micro-batch's teacher output is consumed before the next replay overwrites it
-                    torch.compiler.cudagraph_mark_step_begin()
-                teacher_hidden = self.teacher(inputs, extra_kwargs.get("attention_masks"))
-                # signal = "logits": the teacher's logits in its own dtype (bf16 on GPU), never part of a graph
-                teacher_logits = self.teacher.logits(teacher_hidden) if self.let.signal == "logits" else None
-                if self._teacher_sanity_pending:
-                    self._log_teacher_loss(teacher_hidden, labels, teacher_logits)
+                tokens, masks = token_map.teacher_inputs(inputs, teacher_batch, extra_kwargs.get("attention_masks"))
+                hidden = self._teacher_forward(tokens, masks)
+                target = term.teach(self.teacher, hidden)
+                teacher_lm = TeacherLM(lambda rows, target=target: term.lm_logits(self.teacher, target[:rows]),
+                                       token_map.teacher_labels(labels, teacher_batch))
+                if self._teacher_sanity_pending:  # once, on the first batch it teaches
+                    self._teacher_sanity_pending = False
+                    sanity = teacher_lm.sanity_check(self._teacher_bytes, self.let.teacher_path)
+                    self.guard.record(teacher_lm_loss=sanity)  # non-finite: stops the run before step 1 updates
+                target = token_map.to_student(target, teacher_batch)
             with self.maybe_enable_amp:
-                with self.capture.capturing() if teacher_logits is None else nullcontext():
-                    pred = self.model_parts[0](inputs, **extra_inputs, **extra_kwargs)
-                # every term is a token SUM over global valid tokens, as torchtitan scales its CE
+                with term.watching():
+                    pred = model(inputs, **extra_inputs, **extra_kwargs)
+                # every term is a token SUM over a global count, as torchtitan scales its CE
                 ce = self.loss_fn(pred, labels) / global_valid_tokens
-                if teacher_logits is None:
-                    student_hidden = self.capture.pop()
-                    alignment = self.alignment_loss_fn(student_hidden, teacher_hidden, labels) / global_valid_tokens
-                    loss = ce + self.alignment_weight * alignment
-                else:
-                    distillation, agreements = self.distillation_loss_fn(pred, teacher_logits, labels)
-                    distillation = distillation / global_valid_tokens
-                    loss = combine_losses(ce, distillation, self.alignment_weight, self.let.kd_combine)
-            if teacher_logits is None:
-                self.guard.record(teacher_hidden=teacher_hidden, ce_loss=ce, alignment_loss=alignment)
-            else:
-                self.guard.record(teacher_hidden=teacher_hidden, ce_loss=ce, distillation_loss=distillation)
-            del pred, teacher_hidden, teacher_logits
+                sums = term.sums(pred, target, token_map.valid(labels, teacher_batch))
+                sums = sums / token_map.normaliser(global_valid_tokens)
+                loss = term.combine(ce, sums[0], self.weight)
+                self.stop_rule.observe(self.step, pred, labels, teacher_lm)
+            self.guard.record(teacher_output=hidden, ce_loss=ce, **{term.name: sums[0]})
+            del pred, hidden, target, teacher_lm
             loss.backward()
-        if self.let.signal == "hidden":
-            self._alignment_sum += alignment.detach()
-        else:
-            self._distillation_sums += torch.stack([distillation.detach(), agreements / global_valid_tokens])
+        self._term_sums += sums.detach()
         return ce.detach()
 
     def _check_finite(self, *_) -> None:
-        """Optimizer step pre-hook: a non-finite aligned step ends the run before any weight moves (guard.py)."""
-        if self.alignment_weight > 0:
-            parameters = [p for model in self.model_parts for p in model.parameters()]
-            self.guard.check(parameters, self.step, self.alignment_weight)
+        """Optimizer step pre-hook: a non-finite teaching step ends the run before any weight moves (guard.py)."""
+        if self.weight > 0:
+            self.guard.check(self.step, self.weight)
 
     def should_continue_training(self) -> bool:
         """After SIGTERM on any rank: checkpoint the finished step (if checkpointing is on) and stop cleanly."""
         if self.preemption.agreed():
             save_for_requeue(self.checkpointer, self.step)
-            return False
-        return super().should_continue_training()
+        elif super().should_continue_training():
+            return True
+        self.preemption.finish()
+        return False
 
     # ---- teacher lifetime --------------------------------------------------------------------------------
 
-    def _load_teacher(self) -> TeacherModel:
-        start = time.perf_counter()
-        teacher = build_teacher(self.job_config, self.device, getattr(self.model_args, "attn_type", "sdpa"))
-        self._teacher_sanity_pending = self.let.teacher_layer == -1
-        graphs = " (CUDA graphs)" if self._teacher_cuda_graphs else ""
-        logger.info(
-            f"[LET] teacher loaded at step {self.step}: {sum(p.numel() for p in teacher.parameters()):,} "
-            f"parameters, {next(teacher.parameters()).dtype}, compiled={teacher_compiled(self.job_config)}{graphs}, "
-            f"{time.perf_counter() - start:.1f}s"
-        )
-        return teacher
-
-    def _log_teacher_loss(
-        self, teacher_hidden: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None
-    ) -> None:
-        """Once: the teacher's own LM loss on the first batch, so a wrong checkpoint or tokenizer shows at once
-        (off `teacher_logits` when the step computed them already)."""
-        self._teacher_sanity_pending = False
-        logits = (self.teacher.logits(teacher_hidden) if teacher_logits is None else teacher_logits).float()
-        loss_tensor = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
-        self.guard.record(teacher_lm_loss=loss_tensor)  # non-finite: an error, on every rank, before step 1 updates
-        loss = loss_tensor.item()
-        uniform = math.log(logits.shape[-1])
-        logger.info(
-            f"[LET] teacher sanity check: LM loss {loss:.3f} nats on the first batch (uniform guessing: {uniform:.3f})"
-        )
-        if math.isfinite(loss) and not loss < uniform:
-            logger.warning(
-                f"[LET] the teacher at let.teacher_path='{self.let.teacher_path}' predicts the first batch no better "
-                "than chance: check the checkpoint and the tokenizer (model.hf_assets_path, if set)"
+    def _keep_teacher(self, needed: bool) -> None:
+        """Load the teacher at the first step it teaches; once it has left, release it, its memory and its data."""
+        if needed and self.teacher is None:
+            start = time.perf_counter()
+            self.teacher = build_teacher(self.job_config, self.device, getattr(self.model_args, "attn_type", "sdpa"))
+            self._teacher_forward = teacher_forward(self.teacher, self.job_config)
+            self._teacher_sanity_pending = self.let.teacher_layer == -1
+            graphs = " (CUDA graphs)" if self._teacher_cuda_graphs else ""
+            logger.info(
+                f"[LET] teacher loaded at step {self.step}: {sum(p.numel() for p in self.teacher.parameters()):,} "
+                f"parameters, {next(self.teacher.parameters()).dtype}, "
+                f"compiled={teacher_compiled(self.job_config)}{graphs}, {time.perf_counter() - start:.1f}s"
             )
-
-    def _release_teacher(self) -> None:
-        reserved_before = self._reserved_gib()
-        self.teacher = None
-        gc.collect()
-        if self._teacher_cuda_graphs:
-            release_cuda_graphs()
-        if not platform.on_cpu():
-            utils.device_module.empty_cache()
-        memory = "" if platform.on_cpu() else f" ({reserved_before:.2f} -> {self._reserved_gib():.2f} GiB reserved)"
-        logger.info(f"[LET] alignment finished after step {self.let.stop_step}: teacher released{memory}")
+        elif not needed and not self._teacher_left:
+            self._teacher_left = True
+            self.token_map.stop_data(self.dataloader)
+            if self.teacher is None:  # resumed after it left
+                return
+            reserved_before = self._reserved_gib()
+            self.teacher = self._teacher_forward = None
+            gc.collect()
+            if self._teacher_cuda_graphs:
+                release_cuda_graphs()
+            if not platform.on_cpu():
+                utils.device_module.empty_cache()
+            memory = "" if platform.on_cpu() else f" ({reserved_before:.2f} -> {self._reserved_gib():.2f} GiB reserved)"
+            logger.info(f"[LET] teaching finished after step {self.step - 1}: teacher released{memory}")
 
     @staticmethod
     def _reserved_gib() -> float:
         return 0.0 if platform.on_cpu() else utils.device_module.memory_reserved() / 2**30
 
-    # ---- checks and logging ------------------------------------------------------------------------------
+    # ---- records and logging -----------------------------------------------------------------------------
 
-    def _record_run(self, teacher_needed: bool) -> None:
-        """Keep the teacher's shapes and tokenizer with the job (a resume after stop_step needs no teacher folder),
-        its fingerprint (a resume mid-alignment must find the same teacher) and the `[let]` values the run trains
-        with (tools read stop_step from there)."""
-        if torch.distributed.get_rank() != 0:
+    def state_dict(self) -> dict[str, Any]:
+        """torchtitan's train state, plus a stop rule's decision (checkpointed with the step it belongs to)."""
+        state = super().state_dict()
+        if self.let.enable and (rule_state := self.stop_rule.state_dict()):
+            state["let_stop_rule"] = rule_state
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if "let_stop_rule" in state_dict:
+            self.stop_rule.load_state_dict(state_dict["let_stop_rule"])
+
+    def _log_stop_rule(self, metrics: dict[str, float]) -> None:
+        """A rule that measured this step (stop_when = "caught_up", on its check steps): both losses per byte."""
+        if not metrics:
             return
-        dump_folder = self.job_config.job.dump_folder
-        keep_teacher_config(self.let.teacher_path, dump_folder)
-        if teacher_needed:
-            keep_teacher_fingerprint(self.let.teacher_path, dump_folder)
-        keep_teacher_tokenizer(self.let.teacher_path, dump_folder)
-        record = {
-            **dataclasses.asdict(self.let),
-            "training_steps": self.job_config.training.steps,
-            "student_init": self.job_config.student.init,
-        }
-        (Path(dump_folder) / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        self.metrics_processor.logger.log({f"let/{name}": value for name, value in metrics.items()}, self.step)
+        shown = "  ".join(f"{name}: {value:.4f}" for name, value in metrics.items())
+        logger.info(f"[LET] step: {self.step:2}  caught-up check  {shown}")
 
-    def _log_alignment(self) -> None:
-        """lambda, alignment loss and cosine (averaged over data-parallel ranks) beside torchtitan's metrics."""
-        if self.alignment_weight == 0:
+    def _log_term(self) -> None:
+        """lambda and the term's metrics (summed over data-parallel ranks: each rank's share is already divided by
+        the global count) beside torchtitan's metrics, and the [LET] line while the teacher teaches."""
+        if self.weight == 0:
             self.metrics_processor.logger.log({"let/lambda": 0.0}, self.step)
             return
-        if self.let.signal == "logits":
-            return self._log_distillation()
-        alignment = self._alignment_sum
-        if self.parallel_dims.dp_cp_enabled:
-            alignment = dist_utils.dist_sum(alignment, self.parallel_dims.get_optional_mesh("loss"))
-        else:
-            alignment = alignment.item()
-        metrics = {"let/lambda": self.alignment_weight, "let/alignment_loss": alignment, "let/cosine": -alignment}
-        self.metrics_processor.logger.log(metrics, self.step)
-        logger.info(
-            f"[LET] step: {self.step:2}  lambda: {self.alignment_weight:.5f}  "
-            f"alignment_loss: {alignment:8.5f}  cosine: {-alignment:7.4f}"
-        )
-
-    def _log_distillation(self) -> None:
-        """lambda, the distillation term and the top-1 agreement (both summed over data-parallel ranks: each rank's
-        share is already divided by the global valid tokens)."""
         if self.parallel_dims.dp_cp_enabled:
             mesh = self.parallel_dims.get_optional_mesh("loss")
-            distillation, agreement = (dist_utils.dist_sum(value, mesh) for value in self._distillation_sums)
+            values = [dist_utils.dist_sum(value, mesh) for value in self._term_sums]
         else:
-            distillation, agreement = self._distillation_sums.tolist()
-        metrics = {"let/lambda": self.alignment_weight, "let/distillation_loss": distillation,
-                   "let/top1_agreement": agreement}
-        self.metrics_processor.logger.log(metrics, self.step)
-        logger.info(
-            f"[LET] step: {self.step:2}  lambda: {self.alignment_weight:.5f}  "
-            f"distillation_loss: {distillation:8.5f}  top1_agreement: {agreement:6.4f}"
+            values = self._term_sums.tolist()
+        metrics, mapping = self.term.metrics(values), self.token_map.metrics()
+        self.metrics_processor.logger.log(
+            {"let/lambda": self.weight, **{f"let/{name}": value for name, value in (metrics | mapping).items()}},
+            self.step,
         )
+        shown = [f"{name}: {metrics[name]:{spec}}" for name, spec in self.term.log_formats.items()]
+        shown += [f"{name}: {value:.0f}" for name, value in mapping.items()]
+        logger.info(f"[LET] step: {self.step:2}  lambda: {self.weight:.5f}  {'  '.join(shown)}")
 
 
 def check_before_start(job_config: JobConfig) -> int:
-    """Config and teacher-folder checks that need no process group; returns the step the run resumes from."""
+    """Config and teacher-folder checks that need no process group; returns the step the run resumes after."""
     let = job_config.let
     if job_config.model.name not in STUDENT_SPECS:
         raise LETConfigError(
@@ -290,7 +230,12 @@ def check_before_start(job_config: JobConfig) -> int:
     flavors = get_train_spec(job_config.model.name).model_args
     if job_config.model.flavor not in flavors:
         raise LETConfigError(f"model.flavor={job_config.model.flavor!r}: valid are {', '.join(flavors)}")
-    check_let_config(job_config, flavors[job_config.model.flavor].n_layers)
+    student_args = flavors[job_config.model.flavor]
+    check_let_config(job_config, student_args.n_layers)
     resume_step = latest_checkpoint_step(job_config)
-    check_teacher(job_config, teacher_needed=resume_step < let.stop_step, resuming=resume_step > 0)
+    teacher_needed = build_stop_rule(job_config, resume_step).teacher_needed(resume_step)
+    attn_type = getattr(student_args, "attn_type", "sdpa")
+    check_teacher(job_config, teacher_needed=teacher_needed, resuming=resume_step > 0, attn_type=attn_type)
+    if let.token_alignment == "bytes":
+        check_byte_tokenizers(job_config)
     return resume_step

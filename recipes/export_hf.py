@@ -29,6 +29,7 @@ from let_components.student import ffn_hidden_dim
 from let_components.tokenizer import load_tokenizer
 
 from .hf_folder import copy_tokenizer_files, hf_llama_config
+from .run_logs import checkpoint_metadata, student_vocab_size
 
 
 def student_hf_config(args: TransformerModelArgs, tokenizer_dir: Path, dtype: torch.dtype) -> dict:
@@ -87,9 +88,10 @@ def export_student(
         raise ValueError(f"--model {model}: HF export covers {', '.join(HF_CONFIGS)}; the MoE student is not exported")
     checkpoint, out, tokenizer_dir = Path(checkpoint), Path(out), Path(tokenizer_dir)
     spec = get_train_spec(model)
-    metadata = dcp.FileSystemReader(str(checkpoint)).read_metadata().state_dict_metadata
-    vocab_size = metadata["tok_embeddings.weight"].size[0]
-    args = dataclasses.replace(spec.model_args[flavor], vocab_size=vocab_size, max_seq_len=max_seq_len)
+    metadata = checkpoint_metadata(checkpoint)
+    args = dataclasses.replace(
+        spec.model_args[flavor], vocab_size=student_vocab_size(metadata), max_seq_len=max_seq_len
+    )
     # Only the model's tensors are read, whether the checkpoint is model-only or full.
     state_dict = {
         key: torch.empty(tuple(meta.size), dtype=meta.properties.dtype)

@@ -98,7 +98,7 @@ check() {
   local let_log=$WORK/$label/runs/let_1/train.log
   if [ -f "$let_log" ]; then
     NOTES+=("$label: $(grep -o 'teacher loaded.*' "$let_log" | head -1 || true); \
-$(grep -o 'alignment finished.*' "$let_log" | head -1 || true)")
+$(grep -o 'teaching finished.*' "$let_log" | head -1 || true)")
   fi
   if [ "$status" -eq 0 ]; then
     DONE+=("$WORK/$label")
@@ -117,7 +117,7 @@ if wants correct; then
   sed 's/\x1b\[[0-9;]*m//g' "$log.raw" > "$log" && rm "$log.raw"
   last() { grep -oE "$1" "$log" | tail -1 || true; }
   NOTES+=("correct (exit $status): $(grep -c '\[LET\] step:' "$log" || true) [LET] lines; $(last 'teacher loaded.*')")
-  NOTES+=("correct: $(last 'alignment finished.*')")
+  NOTES+=("correct: $(last 'teaching finished.*')")
   NOTES+=("correct: last training line: $(last 'step: *[0-9]+ +loss: *[^ ]+')")
   if [ "$status" -ne 0 ] || grep -qiE 'loss: *-?(nan|inf)' "$log"; then
     NOTES+=("FAILED correct: exit $status or a non-finite loss; see $log")

@@ -21,11 +21,16 @@ from torchtitan.protocols.train_spec import get_train_spec
 INITS = ("torchtitan", "hf")
 
 
-def initialised_student(job_config: Any, seed: int) -> torch.nn.Module:
-    """The config's student on CPU in float32: meta -> CPU -> init_weights, as torchtitan's Trainer builds it."""
+def initialised_student(job_config: Any, seed: int = 0, **model_args: Any) -> torch.nn.Module:
+    """The config's student on CPU in float32: meta -> CPU -> init_weights, as torchtitan's Trainer builds it.
+
+    model_args: set after the config's, e.g. the vocabulary and projection width a checkpoint was trained with.
+    """
     spec = get_train_spec(job_config.model.name)
     args = copy.deepcopy(spec.model_args[job_config.model.flavor])
     args.update_from_config(job_config)
+    for name, value in model_args.items():
+        setattr(args, name, value)
     with torch.device("meta"):
         model = spec.model_cls(args)
     model.to_empty(device="cpu")

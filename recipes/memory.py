@@ -1,5 +1,8 @@
 """Per-GPU memory of a LET run under FSDP2, computed from shapes (not measured): does a student fit?
 
+    python -m recipes.memory        # the paper's 7B setting: 7B student, Llama-3.2-1B teacher, 8 x 80 GB
+    python -m recipes.memory --model let_qwen3 --flavor 1.7B --teacher-config DIR/config.json [--signal logits]
+
 Parameter counts come from the real modules built on the meta device (no memory, no formula drift); the
 activation terms use the standard per-layer formula of Korthikanti et al. 2022 ("Reducing Activation
 Recomputation in Large Transformer Models"): s*b*h*(34 + 5*a*s/h) bytes per block in 16-bit. The 5*a*s/h
@@ -20,6 +23,8 @@ import let_components  # noqa: F401  (registers the student specs)
 from let_components.student import Student
 from let_components.teacher import teacher_architecture
 from let_components.teacher.registry import TeacherOptions
+
+from .teacher_shapes import TEACHER_SHAPES
 
 GIB = 2**30
 LET_ITEMS = ("teacher", "alignment", "distillation")
@@ -167,8 +172,6 @@ def total(items: list[MemoryItem]) -> dict[int, float]:
 
 def llama_3_2_1b_config() -> dict[str, Any]:
     """config.json numbers of Llama-3.2-1B, the paper's teacher for the 7B student."""
-    from .benchmark.random_teacher import TEACHER_SHAPES
-
     return TEACHER_SHAPES["llama-3.2-1b"].hf_config()
 
 
@@ -215,12 +218,6 @@ def format_estimate(
         + " |"
     )
     return "\n".join(lines) + "\n"
-
-
-def format_7b_estimate(setup: MemorySetup = MemorySetup(), batch_sizes: tuple[int, ...] = (1, 2)) -> str:
-    """The 7B student (llama) with a Llama-3.2-1B teacher (tied embeddings), the paper's 7B setting."""
-    return format_estimate("let_llama", "7B", llama_3_2_1b_config(), "Llama-3.2-1B (tied embeddings)", setup,
-                           batch_sizes)
 
 
 def main() -> None:

@@ -1,6 +1,8 @@
-"""Reading what a torchtitan run leaves in its dump folder: TensorBoard scalars and LET's run record.
+"""Reading what a torchtitan run leaves in its dump folder: TensorBoard scalars, LET's run record and what its
+checkpoints hold.
 
-One reader for the benchmark, the run comparison and the tests, so every tool sees the same numbers.
+One reader for the benchmark, the run comparison, the checkpoint tools and the tests, so every tool sees the same
+numbers.
 """
 
 import json
@@ -8,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from let_components.trainer import RUN_RECORD
+from let_components.record import RUN_RECORD
 
 
 def read_scalars(folder: str | Path, tags: tuple[str, ...] | list[str]) -> dict[str, dict[int, float]]:
@@ -31,6 +33,19 @@ def read_run_record(folder: str | Path) -> dict[str, Any] | None:
     """The `[let]` values (and training.steps) a LET-trainer run recorded; None for runs made before the record."""
     path = Path(folder) / RUN_RECORD
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def checkpoint_metadata(checkpoint: str | Path) -> dict[str, Any]:
+    """Tensor name -> DCP metadata (size, dtype) of a checkpoint folder (DIR/checkpoint/step-N); reads no tensor."""
+    import torch.distributed.checkpoint as dcp
+
+    return dcp.FileSystemReader(str(checkpoint)).read_metadata().state_dict_metadata
+
+
+def student_vocab_size(metadata: dict[str, Any]) -> int:
+    """The vocabulary the checkpoint's student was trained with: the rows of its token embedding (the tokenizer's
+    size, which a config or flavor does not fix)."""
+    return metadata["tok_embeddings.weight"].size[0]
 
 
 def mean_and_std(values: list[float]) -> tuple[float, float]:

@@ -9,12 +9,13 @@ The logged LET cosine measures alignment in one fixed basis (the interpolated te
 projection's); linear CKA (Kornblith et al., ICML 2019) compares the two sets of token states up to any rotation and
 isotropic scaling, at different widths, so "did the representations align" has an answer for baselines too.
 Both are computed on a FIXED batch: the first `--sequences` sequences of the config's validation dataset, packed
-and tokenized as torchtitan's validator does with the run's tokenizer. The cosine is the run's own: through the
-checkpoint's `let_projection` when it has one, else the teacher state interpolated to the student width.
+and tokenized as torchtitan's validator does with the run's tokenizer (and, for a run aligned by bytes, read by the
+teacher in its own tokenizer, each student position paired with its teacher position as in training). The cosine
+is the run's own: through the checkpoint's `let_projection` when it has one, else the teacher state interpolated to
+the student width.
 """
 
 import argparse
-import copy
 import json
 import re
 import sys
@@ -24,14 +25,20 @@ from typing import Any
 
 import torch
 import torch.distributed.checkpoint as dcp
-from torchtitan.components.loss import IGNORE_INDEX
 from torchtitan.config import ConfigManager
-from torchtitan.hf_datasets.text_datasets import build_text_validation_dataloader
+from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 from torchtitan.protocols.train_spec import get_train_spec
 
 import let_components  # noqa: F401  (registers the student specs and datasets)
+from let_components.aligned_data import ByteAlignedTextDataset
+from let_components.config import teacher_seq_len
 from let_components.loss import alignment_loss
 from let_components.teacher import TeacherOptions, load_teacher
+from let_components.token_map import BytesAligned, SameTokens
+from let_components.tokenizer import teacher_tokenizer
+
+from .init_probe import initialised_student
+from .run_logs import checkpoint_metadata, student_vocab_size
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -49,54 +56,67 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     return (cross / (torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y))).item()
 
 
-def fixed_batch(job_config: Any, tokenizer: Any, sequences: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `sequences` (inputs, labels) rows of the validation dataset, in order (one data-parallel rank)."""
-    loader = build_text_validation_dataloader(1, 0, tokenizer, job_config)
-    inputs, labels = [], []
-    for input_dict, batch_labels in loader:
-        inputs.append(input_dict["input"])
-        labels.append(batch_labels)
-        if sum(len(b) for b in inputs) >= sequences:
+def fixed_batch(job_config: Any, tokenizer: Any, sequences: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The first `sequences` (inputs, labels) rows of the validation dataset, in order (one data-parallel rank), and
+    the teacher's side of them: its own ids and, per student position, the teacher position paired with it when
+    the run aligns by bytes (let.token_alignment = "bytes"; empty otherwise)."""
+    rows: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
+    for input_dict, labels in validation_windows(job_config, tokenizer):
+        rows.append((input_dict, labels))
+        if len(rows) == sequences:
             break
-    inputs_t, labels_t = torch.cat(inputs)[:sequences], torch.cat(labels)[:sequences]
-    if len(inputs_t) < sequences:
-        raise ValueError(f"--sequences {sequences}: the validation dataset has only {len(inputs_t)}")
-    return inputs_t, labels_t
+    if len(rows) < sequences:
+        raise ValueError(f"--sequences {sequences}: the validation dataset has only {len(rows)}")
+    inputs = torch.stack([input_dict["input"] for input_dict, _ in rows])
+    teacher_batch = {key: torch.stack([input_dict[key] for input_dict, _ in rows])
+                     for key in rows[0][0] if key != "input"}
+    return inputs, torch.stack([labels for _, labels in rows]), teacher_batch
+
+
+def validation_windows(job_config: Any, tokenizer: Any):
+    """The validation dataset's windows as torchtitan's validator packs them, with the teacher's side when the run
+    aligns by bytes."""
+    validation = job_config.validation
+    if job_config.let.token_alignment != "bytes":
+        return HuggingFaceTextDataset(validation.dataset, validation.dataset_path, tokenizer, validation.seq_len)
+    teacher = teacher_tokenizer(job_config)
+    return ByteAlignedTextDataset(
+        validation.dataset, validation.dataset_path, tokenizer, validation.seq_len,
+        teacher_tokenizer=teacher, teacher_len=teacher_seq_len(job_config), same_document=False,
+        pad_id=teacher.eos_id or 0,
+    )
 
 
 def load_student(job_config: Any, checkpoint: Path) -> torch.nn.Module:
     """The checkpoint's student on CPU in float32: spec and flavor from the config, vocabulary and projection width
     from the checkpoint itself (a baseline has no `let_projection`)."""
-    spec = get_train_spec(job_config.model.name)
-    args = copy.deepcopy(spec.model_args[job_config.model.flavor])
-    args.update_from_config(job_config)
-    metadata = dcp.FileSystemReader(str(checkpoint)).read_metadata().state_dict_metadata
-    args.vocab_size = metadata["tok_embeddings.weight"].size[0]
+    metadata = checkpoint_metadata(checkpoint)
     projection = metadata.get("let_projection.weight")
-    args.projection_dim = projection.size[0] if projection is not None else 0
-    with torch.device("meta"):
-        model = spec.model_cls(args)
-    model.to_empty(device="cpu")
-    with torch.no_grad():
-        model.init_weights(buffer_device=torch.device("cpu"))
+    model = initialised_student(
+        job_config, vocab_size=student_vocab_size(metadata),
+        projection_dim=projection.size[0] if projection is not None else 0,
+    )
     # only the model's tensors are read (in place), whether the checkpoint is model-only or full
     state_dict = model.state_dict()
     missing = sorted(set(state_dict) - set(metadata))
     if missing:
         raise ValueError(f"{checkpoint}: no {', '.join(missing[:3])}: not a checkpoint of this config's student")
     dcp.load(state_dict, checkpoint_id=str(checkpoint))
-    return model.eval()
+    return model
 
 
 def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, Any]:
-    """CKA(student block k, teacher) and the run's mean cosine on the fixed batch."""
+    """CKA(student block k, teacher) and the run's mean cosine on the fixed batch (positions paired by bytes when
+    the run aligns by bytes; positions without a teacher token left out)."""
     let = job_config.let
     spec = get_train_spec(job_config.model.name)
-    inputs, labels = fixed_batch(job_config, spec.build_tokenizer_fn(job_config), sequences)
+    inputs, labels, teacher_batch = fixed_batch(job_config, spec.build_tokenizer_fn(job_config), sequences)
+    token_map = SameTokens() if not teacher_batch else BytesAligned(lambda tokens: None)
+    teacher_inputs, _ = token_map.teacher_inputs(inputs, teacher_batch, None)
     student = load_student(job_config, checkpoint)
     teacher = load_teacher(
         let.teacher_path, "cpu", torch.float32,
-        TeacherOptions(layer=let.teacher_layer, max_seq_len=inputs.shape[1],
+        TeacherOptions(layer=let.teacher_layer, max_seq_len=teacher_inputs.shape[1],
                        attn_type=getattr(student.model_args, "attn_type", "sdpa")),
     )
     # a plain hook, not BlockCapture: CKA needs block k's raw state, before the run's projection
@@ -105,15 +125,18 @@ def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, A
     with torch.no_grad():
         student(inputs)
         handle.remove()
-        student_hidden, teacher_hidden = captured[0], teacher(inputs)
+        student_hidden = captured[0]
+        teacher_hidden = token_map.to_student(teacher(teacher_inputs), teacher_batch)
         mapped = student.let_projection(student_hidden) if student.let_projection is not None else student_hidden
-        valid = labels != IGNORE_INDEX
-        cosine = -alignment_loss(mapped, teacher_hidden, labels).item() / valid.sum().item()
+        valid = token_map.valid(labels, teacher_batch)
+        alignment = alignment_loss(mapped, teacher_hidden, valid, let.interpolate_align_corners)
+        cosine = -alignment.item() / valid.sum().item()
         cka = linear_cka(student_hidden[valid], teacher_hidden[valid])
     return {
         "checkpoint": str(checkpoint), "student_layer": let.student_layer, "teacher_layer": let.teacher_layer,
         "tokens": int(valid.sum()), "linear_cka": cka, "cosine": cosine,
         "cosine_map": "let_projection" if student.let_projection is not None else "interpolate",
+        "token_alignment": let.token_alignment,
     }
 
 

@@ -10,7 +10,7 @@ from torchtitan.tools.logging import init_logger, logger
 
 import let_components  # noqa: F401  (registers the student TrainSpec and datasets)
 from let_components import platform
-from let_components.config import LETConfigError
+from let_components.config import LETError
 from let_components.trainer import LETTrainer
 
 
@@ -18,15 +18,15 @@ def main(trainer_cls: type[LETTrainer] = LETTrainer) -> None:
     """trainer_cls: tests pass a subclass that injects a fault (e.g. a non-finite alignment term)."""
     try:
         platform.main(trainer_cls)
-    except LETConfigError as error:
+    except LETError as error:
         init_logger()
-        logger.error(f"[LET] configuration error: {error}")
+        logger.error(f"[LET] {error.headline}: {error}")
         # torchtitan's Trainer.train is wrapped in torchelastic's @record, which saved a traceback for torchrun's
         # failure summary; the line above says it all
         error_file = os.environ.get("TORCHELASTIC_ERROR_FILE", "")
         if error_file and os.path.isfile(error_file):
             os.remove(error_file)
-        sys.exit(2)
+        sys.exit(error.exit_code)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from recipes.hf_folder import copy_tokenizer_files
@@ -110,14 +112,33 @@ def rewrite_config(folder: Path, **changes) -> None:
     path.write_text(json.dumps(config, indent=2))
 
 
+TINY_BATCH = ("--training.seq_len", "64", "--training.local_batch_size", "2")
+"""Two sequences of 64 tokens per rank and step: for runs that test the wiring and the step, not learning."""
+SHORT_RUN = ("--metrics.log_freq", "1", "--validation.no-enable", "--metrics.enable_tensorboard")
+"""Every step logged, no validation, TensorBoard on (full-precision losses for tb_scalars)."""
+
+
+def _train_env(ngpu: int, env: dict | None) -> dict:
+    """The environment of a run_train.sh subprocess: CPU ranks, launched by the interpreter that runs the tests
+    (not by whichever python or torchrun is first on PATH), with the repository importable."""
+    run_env = {**os.environ, "NGPU": str(ngpu), "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable, **(env or {})}
+    run_env["PYTHONPATH"] = str(REPO) + os.pathsep + run_env.get("PYTHONPATH", "")
+    return run_env
+
+
 def run_train(*args: str, ngpu: int = 1, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """./run_train.sh with CPU ranks; returns the finished process (stdout+stderr in .stdout)."""
-    run_env = {**os.environ, "NGPU": str(ngpu), "PYTHONUNBUFFERED": "1", **(env or {})}
-    run_env["PYTHONPATH"] = str(REPO) + os.pathsep + run_env.get("PYTHONPATH", "")
     return subprocess.run(
-        ["bash", str(REPO / "run_train.sh"), *args], cwd=REPO, env=run_env, stdout=subprocess.PIPE,
+        ["bash", str(REPO / "run_train.sh"), *args], cwd=REPO, env=_train_env(ngpu, env), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, timeout=timeout,
     )
+
+
+def train_ok(folder: Path, config: str, *args: str, ngpu: int = 1, env: dict | None = None) -> str:
+    """A run of `config` (plus `args`) dumping into `folder` that must succeed; returns its log."""
+    result = run_train("--job.config_file", config, "--job.dump_folder", str(folder), *args, ngpu=ngpu, env=env)
+    assert result.returncode == 0, result.stdout[-4000:]
+    return result.stdout
 
 
 def let_lines(log: str) -> dict[int, dict[str, float]]:
@@ -139,6 +160,19 @@ def distillation_lines(log: str) -> dict[int, dict[str, float]]:
 def tb_scalars(folder: Path, tag: str) -> dict[int, float]:
     """step -> value of one TensorBoard scalar written under `folder` (full float precision)."""
     return read_scalars(folder, (tag,))[tag]
+
+
+def assert_same_scalars(
+    expected_run: Path, run: Path, tags: Iterable[str], steps: Iterable[int], tolerance: float = 1e-6
+) -> None:
+    """Each TensorBoard scalar of `tags` differs between two runs by at most `tolerance` at every one of `steps`
+    (both runs must have logged it there)."""
+    steps = list(steps)
+    for tag in tags:
+        expected, got = tb_scalars(expected_run, tag), tb_scalars(run, tag)
+        for step in steps:
+            assert step in expected and step in got, (tag, step, "not logged")
+            assert abs(expected[step] - got[step]) <= tolerance, (tag, step, expected[step], got[step])
 
 
 def save_tiny_teacher(folder: Path, model_type: str, gpt2_style_tokenizer: bool = False) -> Path:
@@ -224,11 +258,9 @@ def broken_teacher(folder: Path, kind: str) -> Path:
 
 def start_train(log: Path, *args: str, ngpu: int = 1, env: dict | None = None) -> subprocess.Popen:
     """./run_train.sh in the background, output to `log`: for tests that signal a run while it trains."""
-    run_env = {**os.environ, "NGPU": str(ngpu), "PYTHONUNBUFFERED": "1", **(env or {})}
-    run_env["PYTHONPATH"] = str(REPO) + os.pathsep + run_env.get("PYTHONPATH", "")
     with open(log, "w") as out:
-        return subprocess.Popen(["bash", str(REPO / "run_train.sh"), *args], cwd=REPO, env=run_env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(["bash", str(REPO / "run_train.sh"), *args], cwd=REPO, env=_train_env(ngpu, env),
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def process_tree(pid: int) -> list[int]:
@@ -267,3 +299,17 @@ def wait_for(predicate, process: subprocess.Popen, timeout: float = 300) -> None
         assert process.poll() is None, f"the run ended (rc {process.returncode}) before the awaited point"
         assert time.monotonic() < deadline, "timed out waiting for the run"
         time.sleep(0.2)
+
+
+def save_wordlevel_tokenizer(folder: Path) -> Path:
+    """A tokenizer.json that is not byte-level (WordLevel on whitespace): its tokens do not say which bytes they
+    cover, so cross-tokenizer alignment must refuse it."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<unk>", "<s>", "</s>", "the", "a", "of"]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+    return folder

@@ -69,7 +69,7 @@ def _alignment_gradients(tied: bool, world_size: int) -> dict:
     with capture.capturing():
         model(tokens)
     hidden = capture.pop()
-    alignment_loss(hidden, torch.randn(2, 16, 8), torch.zeros(2, 16, dtype=torch.long)).backward()
+    alignment_loss(hidden, torch.randn(2, 16, 8), torch.ones(2, 16, dtype=torch.bool)).backward()
     reached = {}
     for name, param in model.named_parameters():
         grad = param.grad.full_tensor() if isinstance(param.grad, DTensor) else param.grad
@@ -110,7 +110,7 @@ def _expected(name: str) -> bool:
 
 
 @pytest.mark.parametrize("case", ["fsdp_untied", "single_tied"])
-def test_alignment_gradient_reaches_blocks_up_to_k_only(results, case):
+def test_alignment_gradient_of_the_parallelized_student_reaches_blocks_up_to_k_only(results, case):
     result = results[case]
     reached = result["reached"]
     assert sum(name.startswith("layers.") for name in reached) > LAYERS  # every block's parameters are listed
@@ -141,5 +141,21 @@ def test_hook_exists_only_inside_capturing():
     assert capture.pop().shape == (1, 8, 32)
     assert not model.layers["1"]._forward_hooks
     model(tokens)
+    with pytest.raises(RuntimeError, match="student block 1 did not run"):
+        capture.pop()
+
+
+def test_a_forward_that_raises_leaves_no_state_behind():
+    """Block k ran, then the forward failed: the captured state must not outlive it (memory), nor be popped by the
+    next step as if its own."""
+    from let_components.capture import BlockCapture
+    from let_components.student import Student, StudentArgs
+
+    model = Student(StudentArgs(dim=32, n_layers=3, n_heads=4, vocab_size=64, max_seq_len=8))
+    capture = BlockCapture(model, 1)
+    failing = model.layers["2"].register_forward_hook(lambda *_: (_ for _ in ()).throw(FloatingPointError("boom")))
+    with pytest.raises(FloatingPointError), capture.capturing():
+        model(torch.randint(0, 64, (1, 8)))
+    failing.remove()
     with pytest.raises(RuntimeError, match="student block 1 did not run"):
         capture.pop()

@@ -52,6 +52,18 @@ def test_salt_and_rkd_presets_differ_from_their_let_config_only_in_let_and_job_n
         assert job_config.let.stop_step == _parse(let_name).let.stop_step < job_config.training.steps
 
 
+def test_the_bytes_preset_differs_from_let_debug_only_in_tokenizers_and_teacher():
+    bytes_preset, let = (tomllib.loads((CONFIGS / f"{n}.toml").read_text()) for n in ("let_bytes_debug", "let_debug"))
+    assert bytes_preset["model"].pop("hf_assets_path") == "./assets/tokenizer"
+    assert bytes_preset["let"].pop("token_alignment") == "bytes"
+    assert bytes_preset["let"].pop("teacher_seq_len") == bytes_preset["training"]["seq_len"]
+    assert "SmolLM2-135M" in bytes_preset["let"].pop("teacher_path") and let["let"].pop("teacher_path")
+    for config in (bytes_preset, let):
+        config["job"].pop("dump_folder")
+        config["job"].pop("description")
+    assert bytes_preset == let
+
+
 LET_CONFIGS = ["let_debug", "let_1.4b", "let_7b", "let_qwen3_debug", "let_deepseek_v3_debug", "let_qwen3_1.7b",
                "let_qwen3_teacher_debug", "let_qwen2_teacher_debug"]
 
@@ -84,10 +96,13 @@ def test_let_configs_state_layer_and_stop_step_and_pass_the_checks(name):
         (("--let.signal", "logits", "--let.kd_temperature", "0"), "let.kd_temperature=0.0: must be > 0"),
         (("--let.signal", "logits", "--let.kd_temperature", "-2"), "let.kd_temperature=-2.0: must be > 0"),
         (("--let.signal", "logits", "--let.teacher_layer", "2"), "let.teacher_layer=2: signal='logits'"),
-        (("--let.signal", "logits", "--let.allow_tokenizer_mismatch"), "let.allow_tokenizer_mismatch=true:"),
+        (("--let.signal", "logits", "--let.token_alignment", "bytes"), "let.token_alignment='bytes': signal='logits'"),
         (("--let.signal", "logits", "--let.projection", "linear"), "let.projection='linear': a learned"),
         (("--let.signal", "logits", "--let.kd_combine", "mix", "--let.lambda_0", "1.5"), "let.lambda_0=1.5: with"),
         (("--let.signal", "logits", "--let.kd_chunk_tokens", "0"), "let.kd_chunk_tokens=0: must be >= 1"),
+        (("--let.teacher_seq_len", "-1"), "let.teacher_seq_len=-1: must be >= 0"),
+        (("--let.token_alignment", "bytes", "--training.dataloader.num_workers", "2"),
+         "training.dataloader.num_workers=2: token_alignment='bytes' takes 0 or 1"),
     ],
 )
 def test_bad_values_raise_one_line_errors_naming_the_key(args, message):
@@ -97,7 +112,8 @@ def test_bad_values_raise_one_line_errors_naming_the_key(args, message):
 
 
 @pytest.mark.parametrize("key, value", [("schedule", "step"), ("projection", "mlp"), ("teacher_dtype", "float16"),
-                                        ("signal", "attention"), ("kd_direction", "jensen"), ("kd_combine", "max")])
+                                        ("signal", "attention"), ("kd_direction", "jensen"), ("kd_combine", "max"),
+                                        ("token_alignment", "chars")])
 def test_choices_come_from_the_literal_annotations(key, value):
     assert valid_choices(LET, "schedule") == SCHEDULES == ("linear", "constant", "cosine")
     assert valid_choices(LET, "signal") == ("hidden", "logits") and LET().signal == "hidden"  # LET stays the default
@@ -121,3 +137,24 @@ def test_resume_step_is_the_latest_complete_checkpoint_as_torchtitan_decides(tmp
     (folder / "step-16" / "__0_0.distcp").touch()  # data written, .metadata not yet
     assert latest_checkpoint_step(job_config) == 12
     assert CheckpointManager._find_load_step(None, str(folder)) == 12  # torchtitan's own choice
+
+
+@pytest.mark.parametrize("load_step, resumes_after", [(-1, 12), (0, 0), (8, 8)])
+def test_resume_step_follows_checkpoint_load_step_as_torchtitan_loads_it(tmp_path, load_step, resumes_after):
+    """load_step = 0 loads the step-0 (seed) checkpoint, weights only, and trains from step 1: nothing is resumed,
+    so the checks of a fresh run (teacher folder, tokenizer, fingerprint) must all run."""
+    folder = tmp_path / "checkpoint"
+    for step in (0, 8, 12):
+        (folder / f"step-{step}").mkdir(parents=True)
+        (folder / f"step-{step}" / ".metadata").touch()
+    job_config = _parse("let_debug", "--job.dump_folder", str(tmp_path), "--checkpoint.enable",
+                        "--checkpoint.load_step", str(load_step))
+    assert latest_checkpoint_step(job_config) == resumes_after
+
+
+def test_no_checkpoint_folder_means_a_fresh_run_even_with_an_initial_load_path(tmp_path):
+    """torchtitan loads checkpoint.initial_load_path as weights only when the job has no checkpoint folder yet."""
+    (tmp_path / "seed" / "step-40").mkdir(parents=True)
+    job_config = _parse("let_debug", "--job.dump_folder", str(tmp_path / "job"), "--checkpoint.enable",
+                        "--checkpoint.initial_load_path", str(tmp_path / "seed" / "step-40"))
+    assert latest_checkpoint_step(job_config) == 0

@@ -18,18 +18,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ASSETS, let_lines, run_train, save_llama, tb_scalars
+from tests.helpers import (
+    ASSETS,
+    SHORT_RUN,
+    TINY_BATCH,
+    assert_same_scalars,
+    let_lines,
+    save_llama,
+    tb_scalars,
+    train_ok,
+)
 
 LET_DEBUG = "train_configs/let_debug.toml"
 STEPS, STOP_STEP = 5, 3
-SHORT = (
-    "--training.steps", str(STEPS), "--let.stop_step", str(STOP_STEP), "--training.seq_len", "64",
-    "--training.local_batch_size", "2", "--metrics.log_freq", "1", "--validation.no-enable",
-    "--metrics.enable_tensorboard",
-)
 # one thread per rank: behaviour, not speed, is under test on a shared 2-core machine
 ENV = {"OMP_NUM_THREADS": "1"}
-TAGS = ("loss_metrics/global_avg_loss", "let/alignment_loss")
+LOGGED_STEPS = {"loss_metrics/global_avg_loss": list(range(1, STEPS + 1)),
+                "let/alignment_loss": list(range(1, STOP_STEP + 1))}
+"""The compared scalars and the steps every run logs them at (alignment only up to stop_step)."""
 
 
 @pytest.fixture(scope="module")
@@ -40,41 +46,41 @@ def teacher(tmp_path_factory) -> Path:
     )
 
 
-def _run(folder: Path, teacher: Path, *args: str, ngpu: int = 1) -> str:
-    result = run_train(
-        "--job.config_file", LET_DEBUG, "--job.dump_folder", str(folder), "--let.teacher_path", str(teacher),
-        "--model.hf_assets_path", str(teacher), *SHORT, *args, ngpu=ngpu, env=ENV,
+def _aligned_run(folder: Path, teacher: Path, *args: str, ngpu: int = 1) -> str:
+    """A STEPS-step run with `teacher` that aligns through STOP_STEP and then releases it; returns its log."""
+    log = train_ok(
+        folder, LET_DEBUG, "--let.teacher_path", str(teacher), "--model.hf_assets_path", str(teacher),
+        "--training.steps", str(STEPS), "--let.stop_step", str(STOP_STEP), *TINY_BATCH, *SHORT_RUN, *args,
+        ngpu=ngpu, env=ENV,
     )
-    assert result.returncode == 0, result.stdout[-4000:]
-    lines = let_lines(result.stdout)
+    lines = let_lines(log)
     assert sorted(lines) == list(range(1, STOP_STEP + 1))
     assert [lines[s]["lambda"] for s in sorted(lines)] == pytest.approx([0.1, 0.1 * 2 / 3, 0.1 / 3], abs=1e-5)
-    assert result.stdout.count("teacher released") == 1
-    return result.stdout
+    assert log.count("teacher released") == 1
+    return log
 
 
-def _assert_same_losses(folder: Path, reference: Path, tolerance: float) -> None:
-    for tag in TAGS:
-        got, expected = tb_scalars(folder, tag), tb_scalars(reference, tag)
-        assert sorted(got) == sorted(expected) == list(range(1, (STEPS if "global" in tag else STOP_STEP) + 1))
-        for step in expected:
-            assert abs(got[step] - expected[step]) <= tolerance, (tag, step, got[step], expected[step])
+def _assert_every_logged_loss_matches(run: Path, reference: Path, tolerance: float) -> None:
+    """Both runs logged exactly LOGGED_STEPS, and agree there within `tolerance`."""
+    for tag, steps in LOGGED_STEPS.items():
+        assert sorted(tb_scalars(run, tag)) == sorted(tb_scalars(reference, tag)) == steps
+        assert_same_scalars(reference, run, (tag,), steps, tolerance)
 
 
 @pytest.fixture(scope="module")
 def eager(teacher, tmp_path_factory) -> Path:
     """The reference: one rank, eager, no activation checkpointing."""
     folder = tmp_path_factory.mktemp("eager")
-    _run(folder, teacher)
+    _aligned_run(folder, teacher)
     return folder
 
 
 def test_compile_student_blocks_alignment_loss_and_teacher(tmp_path, teacher, eager):
-    log = _run(tmp_path, teacher, "--compile.enable")
+    log = _aligned_run(tmp_path, teacher, "--compile.enable")
     assert "Compiling each TransformerBlock with torch.compile" in log
     assert "[LET] Compiling the alignment loss with torch.compile" in log
     assert "compiled=True" in next(line for line in log.splitlines() if "[LET] teacher loaded" in line)
-    _assert_same_losses(tmp_path, eager, tolerance=1e-4)
+    _assert_every_logged_loss_matches(tmp_path, eager, tolerance=1e-4)
 
 
 AC_MODES = {
@@ -88,16 +94,16 @@ AC_MODES = {
 
 @pytest.mark.parametrize("mode", AC_MODES)
 def test_activation_checkpointing_reproduces_the_eager_losses(tmp_path, teacher, eager, mode):
-    log = _run(tmp_path, teacher, *AC_MODES[mode])
+    log = _aligned_run(tmp_path, teacher, *AC_MODES[mode])
     assert f"Applied {mode.split()[0]} activation checkpointing to the model" in log
-    _assert_same_losses(tmp_path, eager, tolerance=1e-6)
+    _assert_every_logged_loss_matches(tmp_path, eager, tolerance=1e-6)
 
 
 def test_fsdp2_gradient_accumulation_equals_one_larger_batch(tmp_path, teacher):
     """2 ranks x 2 microbatches of 2 sequences per step: the same samples as 2 ranks x 1 batch of 4."""
-    log = _run(tmp_path / "accumulated", teacher, "--training.global_batch_size", str(2 * 2 * 2), ngpu=2)
+    log = _aligned_run(tmp_path / "accumulated", teacher, "--training.global_batch_size", str(2 * 2 * 2), ngpu=2)
     assert "Applied FSDP to the model" in log
     assert "global batch size 8, gradient accumulation steps 2" in log
-    _run(tmp_path / "one_batch", teacher, "--training.local_batch_size", "4", "--training.global_batch_size", "8",
-         ngpu=2)
-    _assert_same_losses(tmp_path / "accumulated", tmp_path / "one_batch", tolerance=1e-5)
+    _aligned_run(tmp_path / "one_batch", teacher, "--training.local_batch_size", "4",
+                 "--training.global_batch_size", "8", ngpu=2)
+    _assert_every_logged_loss_matches(tmp_path / "accumulated", tmp_path / "one_batch", tolerance=1e-5)

@@ -1,55 +1,79 @@
-"""The non-finite guard: a NaN/inf term or gradient of an aligned step ends the run, on every rank, before the
+"""The non-finite guard: a NaN/inf term or gradient of a teaching step ends the run, on every rank, before the
 optimizer step and the step's checkpoint."""
+
+from unittest import mock
 
 import pytest
 import torch
+import torchtitan.distributed.utils as dist_utils
 
-from let_components.config import LETConfigError
+from let_components.config import LETRuntimeError
 from let_components.guard import NonFiniteGuard
-from tests.helpers import run_train
+from tests.helpers import SHORT_RUN, TINY_BATCH, run_train
 
 LET_DEBUG = "train_configs/let_debug.toml"
-TINY = ("--validation.no-enable", "--metrics.log_freq", "1", "--training.seq_len", "64",
-        "--training.local_batch_size", "2")
 
 
-def _guard_with_grad(grad: torch.Tensor) -> tuple[NonFiniteGuard, list[torch.nn.Parameter]]:
-    guard = NonFiniteGuard(torch.device("cpu"), "teacher/")
-    parameter = torch.nn.Parameter(torch.zeros(3))
+def _clipped_step(guard: NonFiniteGuard, grad: torch.Tensor) -> None:
+    """A step's gradient, clipped as torchtitan's train_step clips it (through the function the guard taps)."""
+    parameter = torch.nn.Parameter(torch.zeros(len(grad)))
     parameter.grad = grad
+    dist_utils.clip_grad_norm_([parameter], max_norm=1.0, foreach=True)
+
+
+def _guard() -> NonFiniteGuard:
+    guard = NonFiniteGuard(torch.device("cpu"), "teacher/")
     guard.start_step()
-    return guard, [parameter]
+    return guard
 
 
 def test_finite_step_passes_and_each_non_finite_term_is_named():
-    guard, parameters = _guard_with_grad(torch.ones(3))
-    guard.record(teacher_hidden=torch.ones(2, 4), ce_loss=torch.tensor(2.0), alignment_loss=torch.tensor(-0.1))
-    guard.check(parameters, step=1, alignment_weight=0.1)
-    guard.record(alignment_loss=torch.tensor(float("nan")), teacher_hidden=torch.tensor([1.0, float("inf")]))
-    with pytest.raises(LETConfigError) as error:
-        guard.check(parameters, step=7, alignment_weight=0.05)
+    guard = _guard()
+    guard.record(teacher_output=torch.ones(2, 4), ce_loss=torch.tensor(2.0), alignment_loss=torch.tensor(-0.1))
+    _clipped_step(guard, torch.ones(3))
+    guard.check(step=1, weight=0.1)
+    guard.record(alignment_loss=torch.tensor(float("nan")), teacher_output=torch.tensor([1.0, float("inf")]))
+    _clipped_step(guard, torch.ones(3))
+    with pytest.raises(LETRuntimeError) as error:
+        guard.check(step=7, weight=0.05)
     assert str(error.value).startswith(
-        "non-finite teacher_hidden, alignment_loss at step 7 (lambda=0.05, let.teacher_path='teacher/'): "
+        "non-finite teacher_output, alignment_loss at step 7 (lambda=0.05, let.teacher_path='teacher/'): "
         "stopped before the optimizer step"
     )
     guard.start_step()  # marks last one step
-    guard.check(parameters, step=8, alignment_weight=0.05)
+    _clipped_step(guard, torch.ones(3))
+    guard.check(step=8, weight=0.05)
 
 
 def test_non_finite_distillation_term_is_named():
     """signal = "logits": the KD term is guarded like the alignment term (the same one line)."""
-    guard, parameters = _guard_with_grad(torch.ones(3))
-    guard.record(teacher_hidden=torch.ones(2, 4), ce_loss=torch.tensor(2.0), distillation_loss=torch.tensor(0.3))
-    guard.check(parameters, step=1, alignment_weight=0.5)
+    guard = _guard()
+    guard.record(teacher_output=torch.ones(2, 4), ce_loss=torch.tensor(2.0), distillation_loss=torch.tensor(0.3))
+    _clipped_step(guard, torch.ones(3))
+    guard.check(step=1, weight=0.5)
     guard.record(distillation_loss=torch.tensor(float("inf")))
-    with pytest.raises(LETConfigError, match=r"^non-finite distillation_loss at step 2 \(lambda=0.5, "):
-        guard.check(parameters, step=2, alignment_weight=0.5)
+    _clipped_step(guard, torch.ones(3))
+    with pytest.raises(LETRuntimeError, match=r"^non-finite distillation_loss at step 2 \(lambda=0.5, "):
+        guard.check(step=2, weight=0.5)
 
 
-def test_non_finite_gradient_is_named_grad_norm():
-    guard, parameters = _guard_with_grad(torch.tensor([0.0, float("inf"), 1.0]))
-    with pytest.raises(LETConfigError, match="non-finite grad_norm at step 3"):
-        guard.check(parameters, step=3, alignment_weight=0.1)
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_non_finite_gradient_is_named_grad_norm(bad):
+    guard = _guard()
+    _clipped_step(guard, torch.tensor([0.0, bad, 1.0]))
+    with pytest.raises(LETRuntimeError, match="non-finite grad_norm at step 3"):
+        guard.check(step=3, weight=0.1)
+
+
+def test_the_guard_reads_torchtitans_norm_instead_of_computing_a_second():
+    """One total-norm pass per step, torchtitan's own (for clipping); the guard takes the result it returned."""
+    guard = _guard()
+    with mock.patch("torch.nn.utils.get_total_norm", wraps=torch.nn.utils.get_total_norm) as norms:
+        _clipped_step(guard, torch.tensor([3.0, 4.0]))
+        guard.check(step=1, weight=0.1)
+    assert norms.call_count == 1
+    with pytest.raises(RuntimeError, match="did not call clip_grad_norm_"):
+        guard.check(step=2, weight=0.1)  # no clip this step: never judged finite by default
 
 
 POISONED_ENTRY = '''
@@ -64,14 +88,14 @@ class PoisonedAlignment(LETTrainer):
 
     def __init__(self, job_config):
         super().__init__(job_config)
-        alignment = self.alignment_loss_fn
+        sums = self.term.sums
 
         def poisoned(*args):
-            value = alignment(*args)
+            value = sums(*args)
             last_rank = dist.get_rank() == dist.get_world_size() - 1
             return value * float("nan") if self.step == 2 and last_rank else value
 
-        self.alignment_loss_fn = poisoned
+        self.term.sums = poisoned
 
 
 main(PoisonedAlignment)
@@ -83,13 +107,15 @@ def test_student_made_non_finite_mid_alignment_stops_at_that_step(tmp_path, ngpu
     (tmp_path / "poisoned_train.py").write_text(POISONED_ENTRY)
     out = tmp_path / "out"
     result = run_train(
-        "--job.config_file", LET_DEBUG, "--job.dump_folder", str(out), *TINY, "--training.steps", "4",
+        "--job.config_file", LET_DEBUG, "--job.dump_folder", str(out), *SHORT_RUN, *TINY_BATCH, "--training.steps", "4",
         "--let.stop_step", "3", "--checkpoint.enable", "--checkpoint.interval", "1",
         ngpu=ngpu, env={"TRAIN_FILE": "poisoned_train", "PYTHONPATH": str(tmp_path)}, timeout=300,
     )
     assert result.returncode != 0
-    errors = [line for line in result.stdout.splitlines() if "[LET] configuration error:" in line]
+    errors = [line for line in result.stdout.splitlines() if "[LET] training stopped:" in line]
     assert len(errors) == 1, result.stdout[-4000:]
+    # every rank's trainer exits with LETRuntimeError's own status (torchrun then exits 1)
+    assert result.stdout.count(f"exitcode  : {LETRuntimeError.exit_code}") == ngpu, result.stdout[-3000:]
     # rank 0 (the logged rank) names the alignment term poisoned on the last rank: the ranks agreed
     assert "non-finite alignment_loss, grad_norm at step 2 (lambda=0.066667, let.teacher_path=" in errors[0]
     assert "step:  1" in result.stdout and "step:  2" not in result.stdout

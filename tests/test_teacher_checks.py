@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torchtitan.config import ConfigManager
 
-from let_components.config import LETConfigError
+from let_components.config import LETConfigError, LETRuntimeError
 from let_components.teacher import check_teacher, keep_teacher_fingerprint, load_teacher
 from tests.helpers import ASSETS, broken_teacher
 
@@ -76,7 +76,7 @@ def test_a_resume_with_a_different_teacher_at_the_same_path_is_an_error(tmp_path
     state_dict = load_file(teacher / "model.safetensors")
     state_dict["model.embed_tokens.weight"] = torch.randn_like(state_dict["model.embed_tokens.weight"])
     save_file(state_dict, teacher / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(LETConfigError) as error:
+    with pytest.raises(LETRuntimeError) as error:  # a training-time stop (exit 3), not a configuration mistake
         check_teacher(_job_config(teacher, out), teacher_needed=True, resuming=True)
     _one_line_error(error, teacher, "model.safetensors changed since this run started")
     check_teacher(_job_config(teacher, out), teacher_needed=True, resuming=False)  # a fresh run records anew

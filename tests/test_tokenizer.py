@@ -62,22 +62,22 @@ def test_missing_tokenizer_names_the_key(tmp_path):
         load_tokenizer(tmp_path)
 
 
-def test_tokenizer_larger_than_teacher_vocabulary_is_refused():
+def test_tokenizer_larger_than_the_student_vocabulary_is_refused():
     tokenizer = load_tokenizer(ASSETS / "teacher_debug")
-    with pytest.raises(LETConfigError, match="tokenizer has 4096 ids but the teacher .* has 1000 embedding rows"):
-        check_tokenizer(tokenizer, _job_config(), teacher_vocab_size=1000)
+    with pytest.raises(LETConfigError, match="tokenizer has 4096 ids but the student has 1000 embedding rows"):
+        check_tokenizer(tokenizer, _job_config(), student_vocab_size=1000)
 
 
-def test_a_different_tokenizer_is_refused_unless_allowed(tmp_path):
+def test_a_different_tokenizer_is_refused_unless_aligned_by_bytes(tmp_path):
     (tmp_path / "original").mkdir()
     _tiny_tiktoken_file(tmp_path / "original" / "tokenizer.model")
     other = load_tokenizer(tmp_path)
-    with pytest.raises(LETConfigError, match="differs from the teacher's"):
-        check_tokenizer(other, _job_config(), teacher_vocab_size=4096)
-    check_tokenizer(other, _job_config("--let.allow_tokenizer_mismatch"), teacher_vocab_size=4096)
+    with pytest.raises(LETConfigError, match="differs from the teacher's .* let.token_alignment = 'bytes'"):
+        check_tokenizer(other, _job_config(), student_vocab_size=4096)
+    check_tokenizer(other, _job_config("--let.token_alignment", "bytes"), student_vocab_size=4096)
     # the same content under another path is the teacher's tokenizer
     shutil.copytree(ASSETS / "teacher_debug", tmp_path / "copy")
-    check_tokenizer(load_tokenizer(tmp_path / "copy"), _job_config(), teacher_vocab_size=4096)
+    check_tokenizer(load_tokenizer(tmp_path / "copy"), _job_config(), student_vocab_size=4096)
 
 
 def test_qwen_style_tokenizer_json_loads_with_eos_and_no_bos(tmp_path):

@@ -1,7 +1,8 @@
 """A LET student from any torchtitan TrainSpec whose model has `layers`: the family's own model, parallelize
 function, optimizer builder and HF adapter, plus three narrow additions.
 
-- args: the student vocabulary is the teacher's embedding rows, the projection width the teacher's hidden size;
+- args: the student vocabulary is the teacher's embedding rows (or, aligned by bytes, its own tokenizer's ids), the
+  projection width the teacher's hidden size;
 - model: an optional `let_projection` Linear beside the blocks (the forward stays torchtitan's own; block k is
   read by a forward hook, see let_components/capture.py), and the `[student] init` choice in init_weights
   (init.py), for baseline and LET runs alike;
@@ -25,6 +26,7 @@ from torchtitan.models.utils import trunc_normal_
 from torchtitan.protocols.train_spec import BaseModelArgs, TrainSpec
 
 from .. import platform
+from ..aligned_data import build_dataloader
 from ..config import LETConfigError, Student, valid_choices
 from ..teacher import teacher_architecture, teacher_config
 from ..tokenizer import build_tokenizer
@@ -46,8 +48,9 @@ class StudentArgsMixin:
     """Whether init.py's `hf` rules cover this family's parameters (false: `hf` is refused before building)."""
 
     def update_from_config(self, job_config: JobConfig, **kwargs) -> None:
-        """Student vocabulary = the teacher's embedding rows; projection width = the teacher's hidden size;
-        the init scheme from `[student] init` (whether LET is enabled or not)."""
+        """Student vocabulary = the teacher's embedding rows (token_alignment = "bytes": its own tokenizer's ids);
+        projection width = the teacher's hidden size; the init scheme from `[student] init` (whether LET is enabled
+        or not)."""
         super().update_from_config(job_config, **kwargs)
         student = getattr(job_config, "student", None)
         self.init_scheme = student.init if student is not None else "torchtitan"
@@ -64,7 +67,9 @@ class StudentArgsMixin:
         if let is None or not let.teacher_path:
             return
         teacher = teacher_config(let.teacher_path, job_config.job.dump_folder)
-        self.vocab_size = teacher["vocab_size"]
+        # token_alignment = "bytes": the student keeps its own tokenizer, and a row per id it can emit
+        bytes_aligned = let.token_alignment == "bytes"
+        self.vocab_size = build_tokenizer(job_config).get_vocab_size() if bytes_aligned else teacher["vocab_size"]
         if let.enable and let.projection == "linear":
             self.projection_dim = teacher_architecture(teacher, let.teacher_path).output_width(
                 teacher, let.teacher_layer
@@ -120,9 +125,10 @@ def student_train_spec(
 ) -> TrainSpec:
     """`base` (torchtitan's spec of the family) with the LET student's model, flavors, adapter and tokenizer.
 
-    Kept from `base`: optimizer builder (deepseek_v3's updates MoE expert biases), LR schedule, dataloader, loss.
-    Pipeline parallelism is off (LET refuses it); every student gets torchtitan's validator, resumable
-    (let_components/validate.py).
+    Kept from `base`: optimizer builder (deepseek_v3's updates MoE expert biases), LR schedule, loss. Pipeline
+    parallelism is off (LET refuses it); every student gets torchtitan's validator, resumable
+    (let_components/validate.py), and torchtitan's text dataloader, with the teacher's tokenization of the same text
+    beside it when let.token_alignment = "bytes" (let_components/aligned_data.py).
     """
     return dataclasses.replace(
         base,
@@ -132,6 +138,7 @@ def student_train_spec(
         parallelize_fn=with_cpu_sum_reduction(base.parallelize_fn),
         pipelining_fn=None,
         build_tokenizer_fn=build_tokenizer,
+        build_dataloader_fn=build_dataloader,
         build_validator_fn=ResumableValidator,
         state_dict_adapter=state_dict_adapter,
     )

@@ -6,7 +6,7 @@ compile policy of a run (build.py) each live in one place.
 """
 
 from . import gpt_neox, llama, opt, qwen  # noqa: F401  (register "gpt_neox", "llama", "opt", "qwen2", "qwen3")
-from .build import build_teacher, release_cuda_graphs, teacher_compiled, uses_cuda_graphs
+from .build import build_teacher, release_cuda_graphs, teacher_compiled, teacher_forward, uses_cuda_graphs
 from .checkpoint import (
     TEACHER_CONFIG_COPY,
     TEACHER_FINGERPRINT,
@@ -37,5 +37,6 @@ __all__ = [
     "teacher_architecture",
     "teacher_compiled",
     "teacher_config",
+    "teacher_forward",
     "uses_cuda_graphs",
 ]

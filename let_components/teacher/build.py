@@ -1,9 +1,13 @@
 """The teacher as a training run holds it: dtype and compile policy, shared by the trainer and the benchmark."""
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torchtitan.config import TORCH_DTYPE_MAP, JobConfig
 
 from .. import platform
+from ..config import teacher_seq_len
 from .loader import load_teacher
 from .registry import TeacherModel, TeacherOptions
 
@@ -18,7 +22,7 @@ def build_teacher(job_config: JobConfig, device: torch.device, attn_type: str = 
     student's backend when `teacher_compiled`."""
     let = job_config.let
     dtype = torch.float32 if platform.on_cpu() else TORCH_DTYPE_MAP[let.teacher_dtype]
-    options = TeacherOptions(layer=let.teacher_layer, max_seq_len=job_config.training.seq_len, attn_type=attn_type)
+    options = TeacherOptions(layer=let.teacher_layer, max_seq_len=teacher_seq_len(job_config), attn_type=attn_type)
     teacher = load_teacher(let.teacher_path, device, dtype, options)
     if teacher_compiled(job_config):
         if let.teacher_compile_mode == "default":
@@ -39,3 +43,16 @@ def release_cuda_graphs() -> None:
     from torch._inductor.cudagraph_trees import reset_cudagraph_trees
 
     reset_cudagraph_trees()
+
+
+def teacher_forward(teacher: TeacherModel, job_config: JobConfig) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+    """The teacher's forward as the training step calls it. Replayed as CUDA graphs, each call first marks a new
+    step: a micro-batch's output is consumed before the next replay overwrites it."""
+    if not uses_cuda_graphs(job_config):
+        return teacher
+
+    def replay(tokens: torch.Tensor, attention_masks: Any = None) -> torch.Tensor:
+        torch.compiler.cudagraph_mark_step_begin()
+        return teacher(tokens, attention_masks)
+
+    return replay

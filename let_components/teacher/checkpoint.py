@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torchtitan.tools.logging import logger
 
-from ..config import LETConfigError
+from ..config import LETConfigError, LETRuntimeError
 
 
 def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -179,14 +179,15 @@ def keep_teacher_fingerprint(teacher_path: str, dump_folder: str) -> None:
 
 
 def check_teacher_unchanged(teacher_path: str, dump_folder: str) -> None:
-    """A run resumed mid-alignment must align to the teacher it started with: a changed folder is an error."""
+    """A run resumed while its teacher teaches must be taught by the teacher it started with: a changed folder stops
+    the run (LETRuntimeError: the folder is readable, but it is no longer this run's teacher)."""
     record = Path(dump_folder) / TEACHER_FINGERPRINT
     if not record.is_file():
         return
     recorded, now = json.loads(record.read_text()), teacher_fingerprint(teacher_path)
     changed = sorted(name for name in recorded.keys() | now.keys() if recorded.get(name) != now.get(name))
     if changed:
-        raise LETConfigError(
+        raise LETRuntimeError(
             f"let.teacher_path='{teacher_path}': {', '.join(changed)} changed since this run started "
             f"(recorded in {record}); point let.teacher_path at the original teacher, or delete {record} to resume "
             "with this one deliberately"

@@ -1,4 +1,5 @@
-"""Building blocks shared by the hand-written teachers (GPT-NeoX, OPT) and the LM head every teacher reads once."""
+"""Building blocks shared by the hand-written teachers (GPT-NeoX, OPT), and the LM head every teacher uses (for the
+start-up sanity check, and on every micro-batch of signal = "logits")."""
 
 from collections.abc import Callable
 from functools import partial
@@ -35,7 +36,10 @@ def inner_attention(attn_type: str) -> nn.Module:
             return ScaledDotProductAttentionWrapper()
         case "flex":
             return FlexAttentionWrapper()
-    raise LETConfigError(f"attn_type={attn_type!r}: teachers other than llama support 'sdpa' and 'flex'")
+    raise LETConfigError(
+        f"model.flavor: the student's attn_type={attn_type!r} has no kernel in this teacher architecture (GPT-NeoX "
+        "and OPT teachers support 'sdpa' and 'flex'); use a flavor with one of those, or a Llama/Qwen teacher"
+    )
 
 
 def attend(inner: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_masks: Any,

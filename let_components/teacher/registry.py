@@ -27,7 +27,7 @@ class TeacherModel(Protocol):
         ...
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """LM head on the final hidden state; used once, for the start-up sanity check."""
+        """LM head on the final hidden state: the start-up sanity check, and every micro-batch of signal = "logits"."""
         ...
 
     def init_buffers(self) -> None:

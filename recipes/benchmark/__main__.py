@@ -4,10 +4,12 @@
         --steps 30 --stop-step 15 --warmup 3 --repeats 2 --out outputs/bench_debug [-- extra args for both runs]
 
 Other modes:
-    python -m recipes.benchmark --estimate-7b                       # per-GPU memory of the 7B student, 8 x 80 GB
     python -m recipes.benchmark --make-teacher DIR --teacher-shape smollm-135m --tokenizer assets/tokenizer
     python -m recipes.benchmark --summarize OUT1 OUT2 ... [--summary-out FILE]   # one table over benchmark.json files
     python -m recipes.benchmark --loss-diff RUN_A RUN_B     # largest loss difference over 20 steps of two runs
+
+Per-GPU memory computed from shapes rather than measured (the 7B student on 8 x 80 GB by default):
+    python -m recipes.memory
 """
 
 import argparse
@@ -35,7 +37,6 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--label", default="", help="name of this comparison in --summarize tables")
     parser.add_argument("--no-teacher-timing", action="store_true", help="skip timing the teacher forward alone")
     modes = parser.add_mutually_exclusive_group()
-    modes.add_argument("--estimate-7b", action="store_true", help="print the 7B per-GPU memory estimate and exit")
     modes.add_argument("--make-teacher", metavar="DIR", help="write a random-weight HF Llama teacher folder and exit")
     modes.add_argument("--summarize", nargs="+", metavar="OUT", help="one table over these benchmark outputs")
     modes.add_argument("--loss-diff", nargs=2, metavar="RUN", help="largest loss difference of two runs' dump folders")
@@ -43,7 +44,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder copied by --make-teacher")
     parser.add_argument("--summary-out", default=None, help="also write the --summarize Markdown to this file")
     args = parser.parse_args(argv)
-    other_mode = args.estimate_7b or args.make_teacher or args.summarize or args.loss_diff
+    other_mode = args.make_teacher or args.summarize or args.loss_diff
     if not other_mode and not (args.baseline and args.let):
         parser.error("--baseline and --let are required to benchmark")
     return args, extra
@@ -51,13 +52,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main() -> None:
     args, extra = parse_args(sys.argv[1:])
-    if args.estimate_7b:
-        from ..memory import format_7b_estimate
-
-        print(format_7b_estimate())
-        return
     if args.make_teacher:
-        from .random_teacher import TEACHER_SHAPES, make_random_teacher
+        from ..teacher_shapes import TEACHER_SHAPES
+        from .random_teacher import make_random_teacher
 
         folder = make_random_teacher(args.make_teacher, TEACHER_SHAPES[args.teacher_shape], args.tokenizer)
         print(f"random {args.teacher_shape} teacher -> {folder}")

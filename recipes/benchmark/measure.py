@@ -15,6 +15,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -191,7 +192,8 @@ def train_args(spec: BenchmarkSpec, config: str, dump_folder: Path) -> list[str]
 
 def run_training(args: list[str], log_file: Path, ngpu: int | None) -> float:
     """One run_train.sh subprocess, console to `log_file`; returns its wall time in seconds."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # launched by this interpreter: the torch and torchtitan whose versions the report records
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable}
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     if ngpu is not None:
         env["NGPU"] = str(ngpu)

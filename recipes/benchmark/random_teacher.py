@@ -4,45 +4,12 @@ Written with torch + safetensors only (no transformers), so a bare GPU machine c
 """
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from ..hf_folder import copy_tokenizer_files, hf_llama_config
-
-
-@dataclass(frozen=True)
-class TeacherShape:
-    """The config.json numbers of an HF Llama teacher; weights do not matter for cost measurements."""
-
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    vocab_size: int
-    tie_word_embeddings: bool = True
-    rope_theta: float = 10000.0
-    max_position_embeddings: int = 2048
-    rms_norm_eps: float = 1e-5
-    rope_scaling: dict[str, Any] | None = None
-
-    def hf_config(self) -> dict[str, Any]:
-        return hf_llama_config(**asdict(self), dtype="bfloat16")
-
-
-TEACHER_SHAPES = {
-    "smollm-135m": TeacherShape(576, 1536, 30, 9, 3, 49152),
-    "llama-3.2-1b": TeacherShape(
-        2048, 8192, 16, 32, 8, 128256, rope_theta=500000.0, max_position_embeddings=131072,
-        rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 8192},
-    ),
-    # a tiny teacher in the project tokenizer's vocabulary: for CPU dry runs
-    "debug": TeacherShape(128, 352, 2, 4, 4, 4096),
-}
+from ..hf_folder import copy_tokenizer_files
+from ..teacher_shapes import TeacherShape
 
 
 def hf_llama_state_dict(shape: TeacherShape, dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> dict:

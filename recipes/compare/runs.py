@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from let_components.record import DECISION, RUN_RECORD
 from let_components.teacher import TEACHER_CONFIG_COPY
-from let_components.trainer import RUN_RECORD
 
 from ..run_logs import read_run_record, read_scalars
 from .analysis import (
@@ -45,7 +45,7 @@ def read_run(path: str | Path, name: str | None = None) -> RunMetrics:
     config = saved_job_config(folder) or {}
     log_freq = config.get("metrics", {}).get("log_freq") or infer_log_freq(list(scalars[STEP_TIME]))
     let = read_run_record(folder) or config.get("let")
-    stop_step = (let["stop_step"] if let.get("enable") else None) if let else stop_step_from_lambda(scalars[LAMBDA])
+    stop_step = teaching_steps(let) if let else stop_step_from_lambda(scalars[LAMBDA])
     tokens = sorted(scalars[TOKENS].items())
     return RunMetrics(
         name=name or folder.name,
@@ -55,6 +55,14 @@ def read_run(path: str | Path, name: str | None = None) -> RunMetrics:
         stop_step=stop_step,
         path=str(folder),
     )
+
+
+def teaching_steps(let: dict) -> int | None:
+    """The last step the teacher taught: stop_step, or the step a caught-up rule decided (the run record's
+    stop_decision); None for a baseline."""
+    if not let.get("enable"):
+        return None
+    return (let.get(DECISION) or {}).get("step", let["stop_step"])
 
 
 def parse_group(spec: str) -> tuple[str | None, list[str]]:

@@ -13,8 +13,9 @@ import torch
 
 from let_components.teacher import load_teacher
 from recipes.benchmark.measure import TAGS, aggregate, let_vs_baseline, phase_steps, run_phase_metrics, spread
-from recipes.benchmark.random_teacher import TEACHER_SHAPES, make_random_teacher
+from recipes.benchmark.random_teacher import make_random_teacher
 from recipes.benchmark.report import format_summary
+from recipes.teacher_shapes import TEACHER_SHAPES
 from tests.helpers import ASSETS, REPO
 
 
@@ -131,5 +132,5 @@ def test_benchmark_runs_both_configs_and_both_phases(tmp_path):
     assert (report["teacher"]["local_batch_size"], report["teacher"]["seq_len"]) == (2, 64)
     assert report["teacher"]["dtype"] == "float32" and not report["teacher"]["compiled"]
     # the per-run log of the LET run shows the teacher released right after stop_step
-    assert "alignment finished after step 3" in (out / "runs" / "let_1" / "train.log").read_text()
+    assert "teaching finished after step 3" in (out / "runs" / "let_1" / "train.log").read_text()
     assert "| tiny |" in format_summary([report])

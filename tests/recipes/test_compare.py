@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from let_components.schedule import alignment_weight
-from let_components.trainer import RUN_RECORD
+from let_components.record import RUN_RECORD
+from let_components.schedule import teacher_weight
 from recipes.compare.analysis import (
     RunMetrics,
     Stat,
@@ -132,7 +132,7 @@ def test_infer_log_freq_from_logged_steps():
 def test_stop_step_from_logged_lambda(schedule, stop_step, steps, expected):
     logged = [s for s in LOG_STEPS if s <= steps]
     # TensorBoard keeps float32
-    lambdas = {s: float(np.float32(alignment_weight(s, 0.1, stop_step, schedule))) for s in logged}
+    lambdas = {s: float(np.float32(teacher_weight(s, 0.1, stop_step, schedule))) for s in logged}
     assert stop_step_from_lambda(lambdas) == expected
 
 
@@ -253,7 +253,7 @@ def write_dump_folder(folder: Path, validation, seconds_per_step, stop_step: int
         writer.add_scalar("n_tokens_seen", step * TOKENS_PER_STEP, step)
         writer.add_scalar("time_metrics/end_to_end(s)", times[step], step)
         if stop_step is not None:
-            writer.add_scalar("let/lambda", alignment_weight(step, 0.1, stop_step), step)
+            writer.add_scalar("let/lambda", teacher_weight(step, 0.1, stop_step), step)
     for step, loss in validation:
         writer.add_scalar("validation_metrics/loss", loss, step)
     writer.close()
@@ -302,6 +302,10 @@ def test_read_run_takes_stop_step_from_the_run_record_over_the_logged_lambda(tmp
     assert read_run(folder).stop_step == 45
     (folder / RUN_RECORD).write_text(json.dumps({"enable": False, "stop_step": 45}))
     assert read_run(folder).stop_step is None
+    # stop_when = "caught_up": the teaching phase ends at the decided step, before the cap
+    decision = {"step": 30, "student_bits_per_byte": 2.1, "teacher_bits_per_byte": 2.2}
+    (folder / RUN_RECORD).write_text(json.dumps({"enable": True, "stop_step": 45, "stop_decision": decision}))
+    assert read_run(folder).stop_step == 30
 
 
 def test_difference_curve_is_run_minus_baseline_mean_with_seed_spread():

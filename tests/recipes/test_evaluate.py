@@ -14,7 +14,7 @@ import torch
 from let_components.student import Student, student_args
 from recipes.evaluate import accuracy_rows, average, markdown
 from recipes.export_hf import export_student
-from tests.helpers import ASSETS, REPO, run_train, save_llama
+from tests.helpers import ASSETS, REPO, save_llama, train_ok
 
 FLAVOR = "debugmodel"
 SEQ_LEN = 256  # training.seq_len of baseline_debug.toml
@@ -29,12 +29,11 @@ def checkpoint(tmp_path_factory) -> tuple[Path, Path]:
         tmp / "teacher", tokenizer_dir=ASSETS / "tokenizer", vocab_size=4096, hidden_size=128,
         intermediate_size=352, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
     )
-    result = run_train(
-        "--job.config_file", "train_configs/baseline_debug.toml", "--training.steps", "2", "--checkpoint.enable",
-        "--checkpoint.interval", "2", "--validation.no-enable", "--job.dump_folder", str(tmp / "run"),
-        "--let.teacher_path", str(teacher), "--model.hf_assets_path", str(teacher),
+    train_ok(
+        tmp / "run", "train_configs/baseline_debug.toml", "--training.steps", "2", "--checkpoint.enable",
+        "--checkpoint.interval", "2", "--validation.no-enable", "--let.teacher_path", str(teacher),
+        "--model.hf_assets_path", str(teacher),
     )
-    assert result.returncode == 0, result.stdout[-4000:]
     return tmp / "run" / "checkpoint" / "step-2", teacher
 
 

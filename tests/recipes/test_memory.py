@@ -53,10 +53,9 @@ def test_sharded_states_follow_16_bytes_per_parameter_and_7b_fits_80gb():
     assert sums[1] < sums[2] < setup.gpu_capacity_gib
 
 
-def test_estimate_7b_cli_prints_the_table():
+def test_memory_cli_prints_the_7b_table_by_default():
     result = subprocess.run(
-        [sys.executable, "-m", "recipes.benchmark", "--estimate-7b"], cwd=REPO, capture_output=True, text=True,
-        timeout=300,
+        [sys.executable, "-m", "recipes.memory"], cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "P = 7,526,944,768 parameters" in result.stdout

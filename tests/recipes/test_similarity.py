@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from recipes.similarity import linear_cka, main, read_results, summary_table
-from tests.helpers import ASSETS, REPO, run_train
+from tests.helpers import ASSETS, REPO, TINY_BATCH, train_ok
 
 
 def test_linear_cka_matches_a_hand_computation():
@@ -36,11 +36,8 @@ def test_linear_cka_refuses_different_examples():
 def test_similarity_cli_on_a_two_step_checkpoint(tmp_path):
     dump = tmp_path / "run"
     config = str(REPO / "train_configs/let_debug.toml")
-    run = run_train("--job.config_file", config, "--job.dump_folder", str(dump), "--training.steps", "2",
-                    "--let.stop_step", "2", "--checkpoint.enable", "--checkpoint.interval", "2",
-                    "--training.seq_len", "64", "--training.local_batch_size", "2", "--let.projection", "linear",
-                    "--validation.no-enable")
-    assert run.returncode == 0, run.stdout[-3000:]
+    train_ok(dump, config, "--training.steps", "2", "--let.stop_step", "2", "--checkpoint.enable",
+             "--checkpoint.interval", "2", *TINY_BATCH, "--let.projection", "linear", "--validation.no-enable")
     out = tmp_path / "similarity.json"
     result = main(["--checkpoint", str(dump / "checkpoint/step-2"), "--config", config,
                    "--teacher", str(ASSETS / "teacher_debug"), "--sequences", "2", "--json", str(out),

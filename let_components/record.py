@@ -1,0 +1,58 @@
+"""The run record: `let_run.json` in the dump folder, what tools read about a run instead of parsing its logs.
+
+It holds the run's `[let]` values, training.steps and student.init (written at every start) and, with
+let.stop_when = "caught_up", the step the teacher left and both losses then. A resumed start merges into it, so a
+decision made before the resume survives; a fresh start (nothing to resume) begins a new record.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import JobConfig
+from .teacher import keep_teacher_config, keep_teacher_fingerprint
+from .tokenizer import keep_teacher_tokenizer
+
+RUN_RECORD = "let_run.json"
+DECISION = "stop_decision"
+"""The key of the caught-up decision: {"step", "student_bits_per_byte", "teacher_bits_per_byte"}."""
+
+
+def read_record(dump_folder: str | Path) -> dict[str, Any]:
+    path = Path(dump_folder) / RUN_RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_record(dump_folder: str | Path, values: dict[str, Any], resuming: bool) -> None:
+    """Write `values` (rank 0), keeping what an earlier start of this run recorded when it resumes."""
+    record = {**read_record(dump_folder), **values} if resuming else values
+    path = Path(dump_folder) / RUN_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def recorded_decision(dump_folder: str | Path) -> dict[str, Any] | None:
+    """The caught-up decision this run recorded (it may lie after the checkpoint a resume starts from)."""
+    return read_record(dump_folder).get(DECISION)
+
+
+def record_decision(dump_folder: str | Path, decision: dict[str, Any]) -> None:
+    write_record(dump_folder, {DECISION: decision}, resuming=True)
+
+
+def record_run(job_config: JobConfig, teacher_needed: bool, resuming: bool) -> None:
+    """At start (rank 0): keep the teacher's shapes and tokenizer with the job (a resume after the teacher left needs
+    no teacher folder), its fingerprint (a resume while it teaches must find the same teacher) and the run record."""
+    if torch.distributed.get_rank() != 0:
+        return
+    let, dump_folder = job_config.let, job_config.job.dump_folder
+    keep_teacher_config(let.teacher_path, dump_folder)
+    if teacher_needed:
+        keep_teacher_fingerprint(let.teacher_path, dump_folder)
+    keep_teacher_tokenizer(let.teacher_path, dump_folder)
+    values = {**dataclasses.asdict(let), "training_steps": job_config.training.steps,
+              "student_init": job_config.student.init}
+    write_record(dump_folder, values, resuming)

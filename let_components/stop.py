@@ -1,0 +1,181 @@
+"""When the teacher leaves: the rule that gives each step the teacher term's weight, chosen once at start-up.
+
+`FixedStop` (let.stop_when = "step") is the paper's rule: the schedule's weight on steps 1..stop_step, then 0 and the
+teacher is released. `CaughtUp` (stop_when = "caught_up") decides at run time, from LET's own premise that a late
+teacher helps while it still knows more than the student: every `caught_up_every` steps it measures both models'
+language-modeling loss on the same training text, per byte (so different tokenizers compare), pools the last
+`caught_up_window` checks, and once the student's is at or below the teacher's (+ margin) the weight is 0 from the
+next step on: a step transition, whatever the schedule. stop_step stays the schedule's horizon and the hard cap.
+
+A rule's decision is part of the run: `state_dict` goes into torchtitan's checkpoint (train_state), the trainer keeps
+the decision in the run record, and a resumed run's pre-start checks read it there (teacher_needed).
+"""
+
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from torch.distributed._functional_collectives import all_reduce
+from torchtitan.components.tokenizer import BaseTokenizer
+from torchtitan.distributed import ParallelDims
+from torchtitan.tools.logging import logger
+
+from .config import LET, JobConfig
+from .record import record_decision, recorded_decision
+from .schedule import teacher_weight
+from .teacher_lm import TeacherLM
+from .token_alignment import bits_per_byte, lm_loss_sums, text_byte_lengths
+from .tokenizer import teacher_tokenizer, tokenizer_source
+
+
+class StopRule(Protocol):
+    def weight(self, step: int) -> float:
+        """lambda at 1-based `step`; 0 from the step after the teacher has left."""
+        ...
+
+    def teacher_needed(self, resume_step: int) -> bool:
+        """Whether a run resumed after `resume_step` can still need the teacher."""
+        ...
+
+    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
+        """Each teaching micro-batch, before backward: what the rule measures."""
+        ...
+
+    def end_step(self, step: int, parallel_dims: ParallelDims) -> dict[str, float]:
+        """After each teaching step: the metrics it logs (empty when it measured nothing)."""
+        ...
+
+    def describe(self) -> str:
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        ...
+
+
+class FixedStop:
+    """The teacher teaches on steps 1..let.stop_step with the `let.schedule` weight."""
+
+    def __init__(self, let: LET):
+        self.lambda_0, self.stop_step, self.schedule = let.lambda_0, let.stop_step, let.schedule
+
+    def weight(self, step: int) -> float:
+        return teacher_weight(step, self.lambda_0, self.stop_step, self.schedule)
+
+    def teacher_needed(self, resume_step: int) -> bool:
+        return resume_step < self.stop_step
+
+    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
+        pass
+
+    def end_step(self, step: int, parallel_dims: ParallelDims) -> dict[str, float]:
+        return {}
+
+    def describe(self) -> str:
+        return f"lambda_0={self.lambda_0} ({self.schedule}) for steps 1..{self.stop_step}"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass
+
+
+class CaughtUp(FixedStop):
+    """FixedStop, ended early once the student has caught up with the teacher per byte of text (module docstring)."""
+
+    def __init__(self, let: LET, dump_folder: str, student_bytes: torch.Tensor | None = None,
+                 teacher_bytes: torch.Tensor | None = None, decided_step: int | None = None):
+        super().__init__(let)
+        self.dump_folder = dump_folder
+        self.every, self.window, self.margin = let.caught_up_every, let.caught_up_window, let.caught_up_margin
+        self.min_steps, self.sequences = let.caught_up_min_steps, let.caught_up_sequences
+        self.student_bytes, self.teacher_bytes = student_bytes, teacher_bytes
+        self.decided_step = decided_step
+        self.checks: list[list[float]] = []
+        """Per check: [student nats, student bytes, teacher nats, teacher bytes], summed over ranks."""
+        self._sums: torch.Tensor | None = None
+
+    def weight(self, step: int) -> float:
+        if self.decided_step is not None and step > self.decided_step:
+            return 0.0
+        return super().weight(step)
+
+    def teacher_needed(self, resume_step: int) -> bool:
+        return resume_step < min(self.stop_step, self.decided_step or self.stop_step)
+
+    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
+        if step % self.every:
+            return
+        rows = self.sequences
+        with torch.no_grad():
+            student = lm_loss_sums(pred[:rows], labels[:rows], self.student_bytes.to(pred.device))[:2]
+            logits = teacher.logits(rows)
+            taught = lm_loss_sums(logits, teacher.labels[:rows], self.teacher_bytes.to(logits.device))[:2]
+        sums = torch.cat([student, taught])
+        self._sums = sums if self._sums is None else self._sums + sums
+
+    def end_step(self, step: int, parallel_dims: ParallelDims) -> dict[str, float]:
+        if self._sums is None:
+            return {}
+        sums, self._sums = self._sums, None
+        if parallel_dims.dp_enabled:  # every rank decides from the same numbers, so on the same step
+            sums = all_reduce(sums, "sum", group=parallel_dims.get_mesh("batch"))
+        return self.check(step, sums.tolist())
+
+    def check(self, step: int, sums: list[float]) -> dict[str, float]:
+        """One check's [student nats, student bytes, teacher nats, teacher bytes] (summed over ranks) into the
+        window, and the decision once the pooled student is at or below the pooled teacher (+ margin)."""
+        self.checks = (self.checks + [sums])[-self.window:]
+        student_bpb, teacher_bpb = self.smoothed()
+        if len(self.checks) == self.window and step >= self.min_steps and student_bpb <= teacher_bpb + self.margin:
+            self.decide(step, student_bpb, teacher_bpb)
+        return {"student_bits_per_byte": student_bpb, "teacher_bits_per_byte": teacher_bpb}
+
+    def decide(self, step: int, student_bpb: float, teacher_bpb: float) -> None:
+        self.decided_step = step
+        logger.info(
+            f"[LET] the student caught up with the teacher at step {step}: {student_bpb:.4f} against "
+            f"{teacher_bpb:.4f} bits per byte (margin {self.margin:+g}; pooled over its last {self.window} checks, "
+            f"every {self.every} steps): the teacher leaves after this step"
+        )
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            record_decision(self.dump_folder, {"step": step, "student_bits_per_byte": student_bpb,
+                                               "teacher_bits_per_byte": teacher_bpb})
+
+    def smoothed(self) -> tuple[float, float]:
+        """(student, teacher) bits per byte over the pooled checks: each a ratio of sums, so every byte weighs the
+        same whatever check it came from."""
+        s_nats, s_bytes, t_nats, t_bytes = (sum(column) for column in zip(*self.checks, strict=True))
+        return bits_per_byte(s_nats, s_bytes), bits_per_byte(t_nats, t_bytes)
+
+    def describe(self) -> str:
+        return (f"{super().describe()}, or until the student caught up (bits per byte <= the teacher's "
+                f"{self.margin:+g}, {self.window} checks every {self.every} steps on {self.sequences} sequences)")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decided_step": -1 if self.decided_step is None else self.decided_step, "checks": self.checks}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        decided = int(state_dict["decided_step"])
+        self.decided_step = None if decided < 0 else decided
+        self.checks = [list(check) for check in state_dict["checks"]]
+
+
+def build_stop_rule(job_config: JobConfig, resume_step: int = 0, tokenizer: BaseTokenizer | None = None) -> StopRule:
+    """The run's stop rule. A resumed run starts from the decision it recorded (the checkpoint's state, loaded later,
+    is the same or earlier). `tokenizer`: the student's, to measure per byte; the pre-start checks, which only ask
+    teacher_needed, pass none."""
+    let = job_config.let
+    if let.stop_when == "step":
+        return FixedStop(let)
+    decision = recorded_decision(job_config.job.dump_folder) if resume_step > 0 else None
+    student_bytes = teacher_bytes = None
+    if tokenizer is not None:
+        folder, key = tokenizer_source(job_config)
+        student_bytes = torch.from_numpy(text_byte_lengths(tokenizer, key))
+        teacher_bytes = torch.from_numpy(text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path"))
+    return CaughtUp(let, job_config.job.dump_folder, student_bytes, teacher_bytes,
+                    decision["step"] if decision else None)

@@ -1,0 +1,123 @@
+"""Bits per byte of a teacher folder or a student checkpoint on a text file: LM quality across tokenizers.
+
+    python -m recipes.bits_per_byte --data outputs/replication/data/validation.jsonl \\
+        --teacher outputs/replication/teachers/SmolLM2-135M-Instruct-Q4_1 [--json teacher.json]
+    python -m recipes.bits_per_byte --data outputs/replication/data/validation.jsonl \\
+        --checkpoint outputs/replication/let_smollm2_s0/checkpoint/step-500 \\
+        --config train_configs/replication_let_smollm2.toml [--json student.json]
+
+Models with different vocabularies cannot be compared per token. Per byte they can: every document is tokenized by
+the model's own tokenizer (with its BOS/EOS), cut into windows of --seq-len predicted tokens (each token after the
+document's first is predicted once, by a window that starts at most --seq-len tokens before it), and
+bits per byte = the summed CE in nats of the predicted tokens / (ln 2 x the UTF-8 bytes those tokens stand for),
+special tokens in neither sum (let_components.token_alignment.lm_loss_sums, the function the trainer uses too).
+"""
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchtitan.components.loss import IGNORE_INDEX
+from torchtitan.components.tokenizer import BaseTokenizer
+from torchtitan.config import ConfigManager
+
+import let_components  # noqa: F401  (registers the student specs)
+from let_components.teacher import TeacherOptions, load_teacher
+from let_components.token_alignment import bits_per_byte, lm_loss_sums, text_byte_lengths
+from let_components.tokenizer import load_tokenizer, tokenizer_source
+
+from .similarity import load_student
+
+Logits = Callable[[torch.Tensor], torch.Tensor]
+
+
+def windows(ids: list[int], seq_len: int) -> Iterator[tuple[list[int], list[int]]]:
+    """(inputs, labels) windows of one document: every token after the first is a label exactly once."""
+    for start in range(0, max(len(ids) - 1, 0), seq_len):
+        chunk = ids[start:start + seq_len + 1]
+        yield chunk[:-1], chunk[1:]
+
+
+def batches(texts: list[str], tokenizer: BaseTokenizer, seq_len: int, batch_size: int):
+    """[B, L] inputs and labels, shorter windows padded at the end (labels IGNORE_INDEX: causal models never read
+    padding that comes after a position)."""
+    rows = [w for text in texts for w in windows(tokenizer.encode(text, add_bos=True, add_eos=True), seq_len)]
+    for first in range(0, len(rows), batch_size):
+        group = rows[first:first + batch_size]
+        width = max(len(inputs) for inputs, _ in group)
+        inputs = torch.zeros(len(group), width, dtype=torch.long)
+        labels = torch.full((len(group), width), IGNORE_INDEX, dtype=torch.long)
+        for row, (x, y) in enumerate(group):
+            inputs[row, :len(x)], labels[row, :len(y)] = torch.tensor(x), torch.tensor(y)
+        yield inputs, labels
+
+
+def measure(logits_of: Logits, tokenizer: BaseTokenizer, key: str, texts: list[str], seq_len: int,
+            batch_size: int = 8) -> dict[str, float]:
+    """Bits per byte (and nats per token) of one model on `texts`."""
+    byte_lengths = torch.from_numpy(text_byte_lengths(tokenizer, key))
+    sums = torch.zeros(3, dtype=torch.float64)
+    with torch.no_grad():
+        for inputs, labels in batches(texts, tokenizer, seq_len, batch_size):
+            sums += lm_loss_sums(logits_of(inputs), labels, byte_lengths).double()
+    nats, n_bytes, tokens = sums.tolist()
+    return {"bits_per_byte": bits_per_byte(nats, n_bytes), "nats_per_token": nats / tokens,
+            "bytes": int(n_bytes), "tokens": int(tokens), "bytes_per_token": n_bytes / tokens}
+
+
+def read_texts(path: Path, documents: int) -> list[str]:
+    lines = path.read_text().splitlines()
+    texts = [json.loads(line)["text"] for line in lines if line.strip()]
+    return texts[:documents] if documents > 0 else texts
+
+
+def teacher_bits_per_byte(folder: str, texts: list[str], seq_len: int) -> dict[str, Any]:
+    teacher = load_teacher(folder, "cpu", torch.float32, TeacherOptions(max_seq_len=seq_len))
+    result = measure(lambda x: teacher.logits(teacher(x)), load_tokenizer(folder, "--teacher"), "--teacher",
+                     texts, seq_len)
+    return {"model": folder, **result}
+
+
+def student_bits_per_byte(config: str, checkpoint: Path, texts: list[str], seq_len: int,
+                          overrides: list[str]) -> dict[str, Any]:
+    job_config = ConfigManager().parse_args(["--job.config_file", config, *overrides])
+    student = load_student(job_config, checkpoint)
+    folder, key = tokenizer_source(job_config)
+    result = measure(student, load_tokenizer(folder, key), key, texts, seq_len)
+    return {"model": str(checkpoint), **result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="jsonl file with a 'text' field per document")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--teacher", help="Hugging Face teacher folder")
+    model.add_argument("--checkpoint", type=Path, help="student checkpoint folder (step-N); needs --config")
+    parser.add_argument("--config", help="the student's train config (model, flavor, tokenizer)")
+    parser.add_argument("--seq-len", type=int, default=256, help="predicted tokens per window (default 256)")
+    parser.add_argument("--documents", type=int, default=0, help="only the first N documents (0: all)")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args, overrides = parser.parse_known_args()
+    texts = read_texts(args.data, args.documents)
+    if args.teacher:
+        result = teacher_bits_per_byte(args.teacher, texts, args.seq_len)
+    elif not args.config:
+        sys.exit("--checkpoint needs --config")
+    else:
+        result = student_bits_per_byte(args.config, args.checkpoint, texts, args.seq_len, overrides)
+    result |= {"data": str(args.data), "documents": len(texts), "seq_len": args.seq_len}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if not math.isfinite(result["bits_per_byte"]):
+        sys.exit(f"non-finite bits per byte: {result['bits_per_byte']}")
+
+
+if __name__ == "__main__":
+    main()

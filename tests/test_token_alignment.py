@@ -1,0 +1,477 @@
+"""Cross-tokenizer alignment by byte offsets (let_components.token_alignment, let_components.aligned_data).
+
+The map is checked against a slow reference written from the rule in words: each token's bytes are materialised
+(from the tokenizer's own vocabulary, decoded with transformers' copy of GPT-2's byte table, or from the tiktoken
+file the test wrote), positions are (document, phase, byte) tuples instead of integer keys, and the teacher window
+and the aligned token are found by scanning lists.
+"""
+
+import base64
+import json
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets import Dataset
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from torchtitan.hf_datasets import DatasetConfig
+from torchtitan.hf_datasets.text_datasets import DATASETS, HuggingFaceTextDataset
+
+import let_components  # noqa: F401  (registers the datasets)
+from let_components.aligned_data import ByteAlignedTextDataset
+from let_components.config import LETConfigError
+from let_components.token_alignment import ByteTokenizer, token_byte_lengths
+from let_components.tokenizer import TiktokenTokenizer, load_tokenizer
+from tests.helpers import ASSETS, save_qwen_tokenizer
+
+PAD = -5
+"""teacher_input's padding in these tests: an id no tokenizer has, so padding is visible."""
+
+# NFC-stable, so the Qwen-style tokenizer's NFC normalizer leaves every document's bytes as they are.
+DOCS = [
+    "The quick brown fox jumps over the lazy dog. The end of the first document.",
+    "Accents: caf\u00e9, na\u00efve, Gr\u00fc\u00dfe, \u00e5ngstr\u00f6m; "
+    "CJK: \u6f22\u5b57\u304b\u306a\u4ea4\u3058\u308a\u6587; "
+    "emoji: \U0001f642\U0001f680\U0001f469\u200d\U0001f469\u200d\U0001f467.",
+    "   whitespace   runs\n\n\t\tand digits 1234567890, 3.14159, 2024-06-01   \n",
+    "A literal <|endoftext|> and <|end_of_text|> and <|begin_of_text|> inside a document.",
+    "",
+    "x",
+    "Mixed \u4e2d\u6587 and English \u2014 \u201cquotes\u201d, \u00bd and \u00bc, then \U0001f642 again.",
+    "def f(x):\n    return x ** 2  # a comment\n",
+]
+TIKTOKEN_MERGES = [b"th", b"he", b"the", b" t", b" the", b"in", b"ing", b"  ", b"12", b"\xc3\xa9", b"\xe6\xbc", b"mo"]
+"""Beyond the 256 bytes: whole words, a whole 2-byte character and the first 2 bytes of a 3-byte one."""
+
+
+def _load_documents(path: str) -> Dataset:
+    return Dataset.from_list([{"text": text} for text in json.loads(Path(path).read_text())])
+
+
+DATASETS.setdefault("let_test_documents", DatasetConfig("", _load_documents, lambda sample: sample["text"]))
+DATASETS.setdefault("let_test_documents_streaming", DatasetConfig(
+    "", lambda path: _load_documents(path).to_iterable_dataset(), lambda sample: sample["text"]))
+
+
+def _byte_table() -> dict[str, int]:
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
+@dataclass
+class Ref:
+    """A tokenizer and what the test knows about it independently of the code under test."""
+
+    tokenizer: object
+    n_prefix: int
+    """Tokens encode(..., add_bos=True, add_eos=True) puts before every document (BOS)..."""
+    n_suffix: int
+    """... and after it (EOS)."""
+    token_bytes: Callable[[int], bytes]
+
+
+def _hf_ref(tokenizer, n_prefix: int, n_suffix: int) -> Ref:
+    table, added = _byte_table(), tokenizer.tokenizer.get_added_tokens_decoder()
+
+    def token_bytes(i: int) -> bytes:
+        if i in added:
+            return added[i].content.encode("utf-8")
+        return bytes(table[c] for c in tokenizer.id_to_token(i))
+
+    return Ref(tokenizer, n_prefix, n_suffix, token_bytes)
+
+
+def save_tiny_bpe(folder: Path) -> Path:
+    """A 300-token byte-level BPE trained on DOCS whose post-processor puts BOS first (as Llama 3's does) and whose
+    EOS comes from torchtitan's wrapper."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        special_tokens=["<|begin_of_text|>", "<|end_of_text|>"],
+    )
+    tokenizer.train_from_iterator(DOCS * 3, trainer)
+    bos = tokenizer.token_to_id("<|begin_of_text|>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", bos)]
+    )
+    folder.mkdir(parents=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}))
+    return folder
+
+
+def save_tiny_tiktoken(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    tokens = [bytes([b]) for b in range(256)] + TIKTOKEN_MERGES
+    (folder / "tokenizer.model").write_text(
+        "".join(f"{base64.b64encode(t).decode()} {rank}\n" for rank, t in enumerate(tokens)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def refs(tmp_path_factory) -> dict[str, Ref]:
+    root = tmp_path_factory.mktemp("tokenizers")
+    tiktoken = load_tokenizer(save_tiny_tiktoken(root / "tiktoken"))
+    assert isinstance(tiktoken, TiktokenTokenizer)
+    specials = sorted(tiktoken.special_tokens, key=tiktoken.special_tokens.get)  # Llama 3's layout, after the ranks
+    tiktoken_bytes = [bytes([b]) for b in range(256)] + TIKTOKEN_MERGES + [name.encode() for name in specials]
+    return {
+        "project": _hf_ref(load_tokenizer(ASSETS / "tokenizer"), 1, 1),  # <|begin_of_text|> ... <|end_of_text|>
+        "qwen": _hf_ref(load_tokenizer(save_qwen_tokenizer(root / "qwen")), 0, 1),  # ... <|endoftext|>
+        "tiny": _hf_ref(load_tokenizer(save_tiny_bpe(root / "tiny")), 1, 1),
+        "tiktoken": Ref(tiktoken, 1, 1, tiktoken_bytes.__getitem__),
+    }
+
+
+def _docs_file(tmp_path: Path, docs: list[str]) -> str:
+    path = tmp_path / f"docs_{abs(hash(tuple(docs)))}.json"
+    path.write_text(json.dumps(docs))
+    return str(path)
+
+
+def _aligned(path, student, teacher, seq_len, teacher_len, same_document, infinite=False,
+             name="let_test_documents") -> ByteAlignedTextDataset:
+    return ByteAlignedTextDataset(
+        name, path, student, seq_len, infinite=infinite, teacher_tokenizer=teacher, teacher_len=teacher_len,
+        same_document=same_document, pad_id=PAD,
+    )
+
+
+# ---- the reference: the rule in words, with materialised byte spans -------------------------------------------
+
+def ref_stream(ref: Ref, docs: list[str], invalid: frozenset[int] = frozenset()) -> list[tuple]:
+    """(id, start, end, doc) per token of the documents in order. Positions are (doc, phase, byte): a BOS is
+    (d, 0, 0), a text token spans (d, 1, first byte) to (d, 1, byte after it), an EOS is (d, 2, 0). Tuples order
+    exactly as the rule's keys do. Tokens of `invalid` documents all get (d, 1, 0): only their document matters."""
+    stream = []
+    for d, text in enumerate(docs):
+        ids = ref.tokenizer.encode(text, add_bos=True, add_eos=True)
+        body_end = len(ids) - ref.n_suffix
+        stream += [(i, (d, 0, 0), (d, 0, 0), d) for i in ids[:ref.n_prefix]]
+        offset = 0
+        pieces = [ref.token_bytes(i) for i in ids[ref.n_prefix:body_end]]
+        if d not in invalid:
+            assert b"".join(pieces) == text.encode("utf-8")
+        for i, piece in zip(ids[ref.n_prefix:body_end], pieces, strict=True):
+            size = 0 if d in invalid else len(piece)
+            stream.append((i, (d, 1, offset), (d, 1, offset + size), d))
+            offset += size
+        stream += [(i, (d, 2, 0), (d, 2, 0), d) for i in ids[body_end:]]
+    return stream
+
+
+def ref_windows(student: list[tuple], teacher: list[tuple], seq_len: int, teacher_len: int, same_document: bool,
+                invalid: frozenset[int] = frozenset()) -> list[tuple]:
+    """(input ids, teacher_input, teacher_index, lost) per packed window, by scanning."""
+    windows = []
+    for w in range(len(student) // (seq_len + 1)):
+        window = student[w * (seq_len + 1):][:seq_len]
+        teacher_window = [t for t in teacher if t[1] >= window[0][1] and t[2] <= window[-1][2]]
+        index, lost = [], 0
+        for s in window:
+            ends_before = [k for k, t in enumerate(teacher_window) if t[2] <= s[2]]
+            k = ends_before[-1] if ends_before else -1
+            if k >= 0 and (s[3] in invalid or teacher_window[k][3] in invalid
+                           or (same_document and teacher_window[k][3] != s[3])):
+                k = -1
+            if k >= teacher_len:
+                k, lost = -1, lost + 1
+            index.append(k)
+        teacher_input = [t[0] for t in teacher_window[:teacher_len]]
+        windows.append(([s[0] for s in window], teacher_input + [PAD] * (teacher_len - len(teacher_input)), index,
+                        lost))
+    return windows
+
+
+def _as_lists(sample) -> tuple:
+    inputs, _ = sample
+    return (inputs["input"].tolist(), inputs["teacher_input"].tolist(), inputs["teacher_index"].tolist(),
+            int(inputs["teacher_lost"]))
+
+
+# ---- tests ---------------------------------------------------------------------------------------------------------
+
+def test_wrapper_tokens_are_found_by_position(refs):
+    """BOS/EOS are what encode("") gives, split where probe texts say; a post-processor's BOS counts as the prefix."""
+    assert refs["tiny"].tokenizer.hf_adds_bos  # its BOS comes from the tokenizer.json post-processor
+    for name, ref in refs.items():
+        byte_tokenizer = ByteTokenizer.build(ref.tokenizer, "model.hf_assets_path")
+        expected = [ref.tokenizer.bos_id] * ref.n_prefix, [ref.tokenizer.eos_id] * ref.n_suffix
+        assert (byte_tokenizer.prefix, byte_tokenizer.suffix) == expected, name
+
+
+@pytest.mark.parametrize("name", ["project", "qwen", "tiny", "tiktoken"])
+def test_byte_length_table_matches_the_tokens_bytes(refs, name):
+    ref = refs[name]
+    lengths = token_byte_lengths(ref.tokenizer, "model.hf_assets_path")
+    assert len(lengths) == ref.tokenizer.get_vocab_size()
+    assert lengths.tolist() == [len(ref.token_bytes(i)) for i in range(len(lengths))]
+
+
+def test_hand_made_documents_make_the_hard_windows(refs):
+    """The packed windows of the map test start mid-document, mid-UTF-8-character and cross document boundaries
+    (else that test would not pin them down)."""
+    docs = DOCS * 2
+    for name in ("project", "qwen", "tiny", "tiktoken"):
+        stream = ref_stream(refs[name], docs)
+        starts = [stream[w * (n + 1)] for n in (5, 16, 37) for w in range(len(stream) // (n + 1))]
+        mid_character = [s for s in starts if s[1][1] == 1 and 0 < s[1][2] < len(docs[s[3]].encode())
+                         and docs[s[3]].encode()[s[1][2]] & 0xC0 == 0x80]
+        assert mid_character, name
+        assert any(s[1][1] == 1 and s[1][2] > 0 for s in starts), name
+        crossing = [w for w in range(len(stream) // 6) if stream[w * 6][3] != stream[w * 6 + 4][3]]
+        assert crossing, name
+
+
+PAIRS = [("project", "qwen"), ("qwen", "project"), ("tiny", "tiktoken"), ("tiktoken", "qwen"), ("qwen", "tiny")]
+
+
+@pytest.mark.parametrize("same_document", [False, True])
+@pytest.mark.parametrize("seq_len", [5, 16, 37])
+@pytest.mark.parametrize("pair", PAIRS, ids="-".join)
+def test_map_matches_the_reference(refs, tmp_path, pair, seq_len, same_document):
+    student, teacher = refs[pair[0]], refs[pair[1]]
+    docs = DOCS * 2
+    path = _docs_file(tmp_path, docs)
+    student_stream, teacher_stream = ref_stream(student, docs), ref_stream(teacher, docs)
+    lost = 0
+    for teacher_len in (seq_len, seq_len // 2 + 1, 2 * seq_len):
+        expected = ref_windows(student_stream, teacher_stream, seq_len, teacher_len, same_document)
+        got = [_as_lists(sample) for sample in _aligned(path, student.tokenizer, teacher.tokenizer, seq_len,
+                                                        teacher_len, same_document)]
+        assert len(got) == len(expected) > 0
+        for w, (g, e) in enumerate(zip(got, expected, strict=True)):
+            assert g == e, f"window {w} (teacher_len {teacher_len}) differs"
+        lost += sum(e[3] for e in expected)
+    if pair == ("project", "qwen"):
+        assert lost > 0  # the 512-token teacher needs more tokens than the 4096-token student: truncation counted
+
+
+@pytest.mark.parametrize("name", ["project", "qwen", "tiny", "tiktoken"])
+def test_identical_tokenizers_give_the_identity(refs, tmp_path, name):
+    """Through the byte path (a second instance of the tokenizer): the teacher reads the student's ids, position j
+    is aligned with position j, in every window, wherever it starts."""
+    ref = refs[name]
+    twin = load_tokenizer(ref.tokenizer.tokenizer_path) if hasattr(ref.tokenizer, "tokenizer_path") else ref.tokenizer
+    path = _docs_file(tmp_path, DOCS * 2)
+    for seq_len in (3, 8, 29):
+        for same_document in (False, True):
+            samples = list(_aligned(path, ref.tokenizer, twin, seq_len, seq_len, same_document))
+            assert samples
+            for inputs, _ in samples:
+                assert inputs["teacher_input"].tolist() == inputs["input"].tolist()
+                assert inputs["teacher_index"].tolist() == list(range(seq_len))
+                assert int(inputs["teacher_lost"]) == 0
+
+
+def test_dataloader_builder_mirrors_torchtitans(refs, tmp_path):
+    from torchtitan.config import ConfigManager
+
+    from let_components.aligned_data import build_byte_aligned_dataloader
+    from tests.helpers import REPO
+
+    path = _docs_file(tmp_path, DOCS * 3)
+    job_config = ConfigManager().parse_args([
+        "--job.config_file", str(REPO / "train_configs/let_debug.toml"), "--training.dataset", "let_test_documents",
+        "--training.dataset_path", path, "--training.seq_len", "12", "--training.local_batch_size", "3",
+    ])
+    student, teacher = refs["project"].tokenizer, refs["qwen"].tokenizer
+    loader = build_byte_aligned_dataloader(1, 0, student, job_config, teacher_tokenizer=teacher, teacher_len=20,
+                                           same_document=True)
+    batches = iter(loader)
+    inputs, labels = next(batches)
+    assert {k: tuple(v.shape) for k, v in inputs.items()} == {
+        "input": (3, 12), "teacher_input": (3, 20), "teacher_index": (3, 12), "teacher_lost": (3,),
+        "teacher_length": (3,)}
+    assert labels.shape == (3, 12)
+    state = loader.state_dict()
+    expected = next(batches)
+    resumed = build_byte_aligned_dataloader(1, 0, student, job_config, teacher_tokenizer=teacher, teacher_len=20,
+                                            same_document=True)
+    resumed.load_state_dict(state)
+    got = next(iter(resumed))
+    assert all((got[0][k] == expected[0][k]).all() for k in expected[0]) and (got[1] == expected[1]).all()
+
+
+def test_the_switch_reaches_a_dataloader_worker(refs, tmp_path):
+    """training.dataloader.num_workers = 1 moves the teacher side off the training step: the trainer's switch, made
+    on its own copy of the dataset, must still stop the work in the worker process."""
+    from torchtitan.config import ConfigManager
+
+    from let_components.aligned_data import build_byte_aligned_dataloader
+    from tests.helpers import REPO
+
+    path = _docs_file(tmp_path, DOCS * 6)
+    job_config = ConfigManager().parse_args([
+        "--job.config_file", str(REPO / "train_configs/let_debug.toml"), "--training.dataset", "let_test_documents",
+        "--training.dataset_path", path, "--training.seq_len", "12", "--training.local_batch_size", "2",
+        "--training.dataloader.num_workers", "1", "--training.dataloader.prefetch_factor", "2",
+    ])
+    loader = build_byte_aligned_dataloader(1, 0, refs["project"].tokenizer, job_config,
+                                           teacher_tokenizer=refs["qwen"].tokenizer, teacher_len=20,
+                                           same_document=False)
+    batches = iter(loader)
+    assert "teacher_input" in next(batches)[0]
+    loader.dataset.set_teacher_side(False)
+    keys = [set(next(batches)[0]) for _ in range(6)]
+    assert keys[-1] == {"input"}  # batches the worker prefetched before the switch may still carry the teacher side
+
+
+def test_student_windows_are_torchtitans(refs, tmp_path):
+    path = _docs_file(tmp_path, DOCS * 2)
+    student, teacher = refs["project"].tokenizer, refs["qwen"].tokenizer
+    titan = [(x["input"].tolist(), y.tolist()) for x, y in HuggingFaceTextDataset("let_test_documents", path,
+                                                                                    student, 16)]
+    ours = [(x["input"].tolist(), y.tolist()) for x, y in _aligned(path, student, teacher, 16, 16, True)]
+    assert ours == titan
+
+
+def test_a_document_a_normalizer_changes_gets_no_target(refs, tmp_path):
+    """The Qwen-style teacher's NFC turns 'e' + combining accent (3 bytes) into 'é' (2 bytes): its tokens no longer
+    cover the text byte for byte, so neither side of that document takes part in a pair; the rest is unaffected."""
+    docs = [DOCS[0], "Cafe\u0301 and A\u030angstro\u0308m, decomposed.", DOCS[2], DOCS[3]]
+    student, teacher = refs["project"], refs["qwen"]
+    student_stream, teacher_stream = ref_stream(student, docs), ref_stream(teacher, docs, frozenset({1}))
+    seq_len = len(student_stream) - 1  # one window: all documents
+    dataset = _aligned(_docs_file(tmp_path, docs), student.tokenizer, teacher.tokenizer, seq_len, 2 * seq_len, False)
+    (got,) = [_as_lists(sample) for sample in dataset]
+    (expected,) = ref_windows(student_stream, teacher_stream, seq_len, 2 * seq_len, False, frozenset({1}))
+    assert got == expected
+    assert dataset.invalid_documents == 1
+    index = np.asarray(got[2])
+    student_doc = np.asarray([s[3] for s in student_stream[:seq_len]])
+    teacher_doc = np.asarray([t[3] for t in teacher_stream])
+    assert (index[student_doc == 1] == -1).all()
+    assert not (teacher_doc[index[index >= 0]] == 1).any()
+    assert (index[student_doc != 1] >= 0).mean() > 0.9
+
+
+def _plain(value) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(type(v) is int for v in value)
+    return type(value) is int
+
+
+@pytest.mark.parametrize("name", ["let_test_documents", "let_test_documents_streaming"])
+def test_state_dict_round_trip_continues_exactly(refs, tmp_path, name):
+    path = _docs_file(tmp_path, DOCS * 3)
+    student, teacher = refs["project"].tokenizer, refs["qwen"].tokenizer
+    first = _aligned(path, student, teacher, 11, 9, True, infinite=True, name=name)
+    stream = iter(first)
+    for _ in range(7):
+        next(stream)
+    state = pickle.loads(pickle.dumps(first.state_dict()))  # as torchtitan's checkpoint stores it
+    if name == "let_test_documents":
+        assert _plain(state) and state["teacher_side"]["teacher"]["ids"]
+    second = _aligned(path, student, teacher, 11, 9, True, infinite=True, name=name)
+    second.load_state_dict(state)
+    resumed = iter(second)
+    # 40 windows: past the end of the documents, into the re-loop
+    for _ in range(40):
+        assert _as_lists(next(resumed)) == _as_lists(next(stream))
+    assert second.invalid_documents == first.invalid_documents == 0
+
+
+def test_teacher_side_switches_off_and_its_state_stays_loadable(refs, tmp_path):
+    path = _docs_file(tmp_path, DOCS * 3)
+    student, teacher = refs["project"].tokenizer, refs["qwen"].tokenizer
+    titan = iter(HuggingFaceTextDataset("let_test_documents", path, student, 11, infinite=True))
+    dataset = _aligned(path, student, teacher, 11, 11, False, infinite=True)
+    stream = iter(dataset)
+    for _ in range(5):
+        inputs, labels = next(stream)
+        assert inputs.keys() == {"input", "teacher_input", "teacher_index", "teacher_lost", "teacher_length"}
+        assert inputs["input"].tolist() == next(titan)[0]["input"].tolist()
+    dataset.set_teacher_side(False)
+    for _ in range(3):
+        inputs, labels = next(stream)
+        expected, expected_labels = next(titan)
+        assert inputs.keys() == {"input"}
+        assert inputs["input"].tolist() == expected["input"].tolist() and labels.tolist() == expected_labels.tolist()
+    saved = pickle.dumps(dataset.state_dict())
+    state = pickle.loads(saved)
+    assert "teacher_side" not in state and state["token_buffer"]
+    upcoming = [next(titan)[0]["input"].tolist() for _ in range(10)]
+
+    plain = HuggingFaceTextDataset("let_test_documents", path, student, 11, infinite=True)
+    plain.load_state_dict(pickle.loads(saved))  # torchtitan's dataset extends the loaded list in place
+    assert [x["input"].tolist() for x, _ in _take(plain, 10)] == upcoming
+
+    # with the teacher side on, the tokens buffered before the restart have no target; the later ones do
+    restarted = _aligned(path, student, teacher, 11, 11, False, infinite=True)
+    restarted.load_state_dict(state)
+    samples = _take(restarted, 10)
+    assert [x["input"].tolist() for x, _ in samples] == upcoming
+    buffered = len(state["token_buffer"])
+    assert (samples[0][0]["teacher_index"][:buffered] == -1).all()
+    assert (samples[-1][0]["teacher_index"] >= 0).any()
+
+    # and switching back on mid-stream behaves the same
+    dataset.set_teacher_side(True)
+    inputs, _ = next(stream)
+    assert inputs["input"].tolist() == upcoming[0] and "teacher_index" in inputs
+
+
+def _take(dataset, n: int) -> list:
+    stream = iter(dataset)
+    return [next(stream) for _ in range(n)]
+
+
+def _save_whitespace_bpe(folder: Path) -> Path:
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(DOCS, trainers.BpeTrainer(vocab_size=120, special_tokens=["[UNK]"],
+                                                            show_progress=False))
+    folder.mkdir(parents=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def test_a_tokenizer_that_is_not_byte_level_is_refused_in_one_line(refs, tmp_path):
+    tokenizer = load_tokenizer(_save_whitespace_bpe(tmp_path / "whitespace"))
+    with pytest.raises(LETConfigError) as error:
+        ByteTokenizer.build(tokenizer, "model.hf_assets_path")
+    message = str(error.value)
+    assert message.startswith(f"model.hf_assets_path='{tmp_path / 'whitespace'}': ") and "\n" not in message
+    assert "only byte-level BPE tokenizer.json files and tiktoken files are supported" in message
+    with pytest.raises(LETConfigError, match="^let.teacher_path='"):
+        _aligned(_docs_file(tmp_path, DOCS), refs["project"].tokenizer, tokenizer, 8, 8, False)
+
+
+def test_a_byte_level_tokenizer_that_adds_a_prefix_space_is_refused(tmp_path):
+    folder = tmp_path / "prefix_space"
+    folder.mkdir()
+    spec = json.loads((ASSETS / "tokenizer" / "tokenizer.json").read_text())
+    spec["pre_tokenizer"]["add_prefix_space"] = True
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(LETConfigError, match="do not cover the text byte for byte"):
+        ByteTokenizer.build(load_tokenizer(folder), "let.teacher_path")
+
+
+def test_cost_against_torchtitans_dataset(refs):
+    """Not a check: documents/s and windows/s on the sample corpus, seq_len 256 (printed; run with -s)."""
+    student, teacher = refs["project"].tokenizer, refs["qwen"].tokenizer
+    rates = {}
+    for label, build in (
+        ("torchtitan HuggingFaceTextDataset", lambda: HuggingFaceTextDataset("sample_corpus", None, student, 256)),
+        ("ByteAlignedTextDataset", lambda: _aligned(None, student, teacher, 256, 256, True, name="sample_corpus")),
+    ):
+        dataset = build()
+        begin = time.perf_counter()
+        windows = sum(1 for _ in dataset)
+        seconds = time.perf_counter() - begin
+        rates[label] = (dataset._sample_idx / seconds, windows / seconds)
+        print(f"\n{label}: {dataset._sample_idx} documents, {windows} windows in {seconds:.2f} s: "
+              f"{rates[label][0]:,.0f} documents/s, {rates[label][1]:,.0f} windows/s")
+    titan, ours = rates.values()
+    print(f"ByteAlignedTextDataset runs at {ours[1] / titan[1]:.2f}x torchtitan's windows/s")
