@@ -7,8 +7,8 @@ language-modeling loss on the same training text, per byte (so different tokeniz
 `caught_up_window` checks, and once the student's is at or below the teacher's (+ margin) the weight is 0 from the
 next step on: a step transition, whatever the schedule. stop_step stays the schedule's horizon and the hard cap.
 
-A rule's decision is part of the run: `state_dict` goes into torchtitan's checkpoint (train_state), the trainer keeps
-the decision in the run record, and a resumed run's pre-start checks read it there (teacher_needed).
+A rule's decision is part of the run: `state_dict` goes into torchtitan's checkpoint (the trainer's train state),
+the decision into the run record (record.py), and a resumed run's pre-start checks read it there (teacher_needed).
 """
 
 from typing import Any, Protocol
