@@ -51,11 +51,14 @@ for seed in $SEEDS; do runs+=("baseline_s$seed" "let_smollm2_s$seed"); done
 [ -z "$VARIANT_NAME" ] || runs+=("let_smollm2_${VARIANT_NAME}_s0")
 [ "$VARIANT_BASELINE" = "$OUT/baseline_s0" ] || runs+=("baseline_${VARIANT_NAME}_s0")
 for name in "${runs[@]}"; do
+  settings=()  # the variant is measured as it trained (e.g. CKA at its own student block)
+  # shellcheck disable=SC2206  # a word list
+  [ "$name" != "let_smollm2_${VARIANT_NAME}_s0" ] || settings=($VARIANT_ARGS)
   measure "bpb_$name" python -m recipes.bits_per_byte --data "$VALIDATION" --config "$CONFIG" \
-    --checkpoint "$OUT/$name/checkpoint/step-500"
+    --checkpoint "$OUT/$name/checkpoint/step-500" "${settings[@]}"
   for step in 100 500; do
     measure "similarity_${name}_step$step" python -m recipes.similarity --config "$CONFIG" \
-      --checkpoint "$OUT/$name/checkpoint/step-$step" --teacher "$TEACHER"
+      --checkpoint "$OUT/$name/checkpoint/step-$step" --teacher "$TEACHER" "${settings[@]}"
   done
 done
 

@@ -9,7 +9,6 @@ and the aligned token are found by scanning lists.
 import base64
 import json
 import pickle
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -456,22 +455,3 @@ def test_a_byte_level_tokenizer_that_adds_a_prefix_space_is_refused(tmp_path):
     (folder / "tokenizer.json").write_text(json.dumps(spec))
     with pytest.raises(LETConfigError, match="do not cover the text byte for byte"):
         ByteTokenizer.build(load_tokenizer(folder), "let.teacher_path")
-
-
-def test_cost_against_torchtitans_dataset(refs):
-    """Not a check: documents/s and windows/s on the sample corpus, seq_len 256 (printed; run with -s)."""
-    student, teacher = refs["project"].tokenizer, refs["qwen"].tokenizer
-    rates = {}
-    for label, build in (
-        ("torchtitan HuggingFaceTextDataset", lambda: HuggingFaceTextDataset("sample_corpus", None, student, 256)),
-        ("ByteAlignedTextDataset", lambda: _aligned(None, student, teacher, 256, 256, True, name="sample_corpus")),
-    ):
-        dataset = build()
-        begin = time.perf_counter()
-        windows = sum(1 for _ in dataset)
-        seconds = time.perf_counter() - begin
-        rates[label] = (dataset._sample_idx / seconds, windows / seconds)
-        print(f"\n{label}: {dataset._sample_idx} documents, {windows} windows in {seconds:.2f} s: "
-              f"{rates[label][0]:,.0f} documents/s, {rates[label][1]:,.0f} windows/s")
-    titan, ours = rates.values()
-    print(f"ByteAlignedTextDataset runs at {ours[1] / titan[1]:.2f}x torchtitan's windows/s")

@@ -17,7 +17,8 @@ def _dry_run(tmp_path, **env) -> subprocess.CompletedProcess:
 
 
 def test_study_scripts_are_valid_bash():
-    for script in ("study_init.sh", "replicate.sh", "replication_setup.sh"):
+    for script in ("study_init.sh", "study_caught_up.sh", "replicate.sh", "replicate_smollm2.sh",
+                   "replication_setup.sh"):
         subprocess.run(["bash", "-n", str(REPO / "recipes" / script)], check=True)
 
 
@@ -73,6 +74,22 @@ def test_an_unknown_second_stage_variant_stops_before_any_run(tmp_path):
     run = _dry_run(tmp_path, SEEDS2_VARIANTS="hf lambda3")
     assert run.returncode == 2 and "unknown variant 'lambda3'" in run.stdout
     assert "run_train.sh" not in run.stdout
+
+
+def test_caught_up_study_differs_from_its_fixed_pair_only_in_the_stop_rule(tmp_path):
+    env = {**os.environ, "DRY_RUN": "1", "REPLICATION_OUT": str(tmp_path), "SEEDS": "1"}
+    run = subprocess.run(["bash", "recipes/study_caught_up.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = [shlex.split(line) for line in run.stdout.splitlines()]
+    trains = {cmd[cmd.index("--job.dump_folder") + 1].removeprefix(f"{tmp_path}/"): ConfigManager().parse_args(cmd[1:])
+              for cmd in lines if cmd[0] == "./run_train.sh" and "--job.dump_folder" in cmd}
+    assert sorted(trains) == ["baseline_s1", "caught_up/caught_up_s1", "caught_up/fixed_s1"]
+    fixed, caught_up = trains["caught_up/fixed_s1"].let, trains["caught_up/caught_up_s1"].let
+    assert fixed.teacher_path == caught_up.teacher_path == f"{tmp_path}/teacher_step100"
+    assert (fixed.stop_when, caught_up.stop_when) == ("step", "caught_up")
+    assert fixed.stop_step == caught_up.stop_step == 100 and fixed.lambda_0 == caught_up.lambda_0 == 0.1
+    assert lines[-1][:3] == ["python", "-m", "recipes.compare"]
+    assert f"caught-up={tmp_path}/caught_up/caught_up_s1" in lines[-1]
 
 
 FAKE_TRAIN = """#!/usr/bin/bash
