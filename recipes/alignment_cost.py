@@ -13,13 +13,13 @@ import time
 from itertools import islice
 
 import torch
-from torchtitan.config import ConfigManager
 from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 
-import let_components  # noqa: F401  (registers the datasets)
 from let_components.aligned_data import ByteAlignedTextDataset
 from let_components.config import teacher_seq_len
 from let_components.tokenizer import build_tokenizer, teacher_tokenizer
+
+from .job_config import parse_job_config
 
 
 def timed(dataset, windows: int) -> tuple[float, list]:
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="a train config with let.token_alignment = 'bytes'")
     parser.add_argument("--steps", type=int, default=30)
     args, overrides = parser.parse_known_args()
-    job_config = ConfigManager().parse_args(["--job.config_file", args.config, *overrides])
+    job_config = parse_job_config(args.config, overrides)
     training = job_config.training
     tokenizer, teacher = build_tokenizer(job_config), teacher_tokenizer(job_config)
     windows = args.steps * training.local_batch_size

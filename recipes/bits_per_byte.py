@@ -24,13 +24,12 @@ from typing import Any
 import torch
 from torchtitan.components.loss import IGNORE_INDEX
 from torchtitan.components.tokenizer import BaseTokenizer
-from torchtitan.config import ConfigManager
 
-import let_components  # noqa: F401  (registers the student specs)
 from let_components.teacher import TeacherOptions, load_teacher
 from let_components.token_alignment import bits_per_byte, lm_loss_sums, text_byte_lengths
 from let_components.tokenizer import load_tokenizer, tokenizer_source
 
+from .job_config import parse_job_config
 from .similarity import load_student
 
 Logits = Callable[[torch.Tensor], torch.Tensor]
@@ -85,7 +84,7 @@ def teacher_bits_per_byte(folder: str, texts: list[str], seq_len: int) -> dict[s
 
 def student_bits_per_byte(config: str, checkpoint: Path, texts: list[str], seq_len: int,
                           overrides: list[str]) -> dict[str, Any]:
-    job_config = ConfigManager().parse_args(["--job.config_file", config, *overrides])
+    job_config = parse_job_config(config, overrides)
     student = load_student(job_config, checkpoint)
     folder, key = tokenizer_source(job_config)
     result = measure(student, load_tokenizer(folder, key), key, texts, seq_len)

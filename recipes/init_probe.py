@@ -15,8 +15,9 @@ import copy
 from typing import Any
 
 import torch
-from torchtitan.config import ConfigManager
 from torchtitan.protocols.train_spec import get_train_spec
+
+from .job_config import parse_job_config
 
 INITS = ("torchtitan", "hf")
 
@@ -61,9 +62,7 @@ def embedding_share(model: torch.nn.Module, block: int, tokens: torch.Tensor) ->
 
 
 def probe(config: str, flavor: str, init: str, overrides: list[str], seed: int = 0, tokens: int = 256) -> dict:
-    job_config = ConfigManager().parse_args(
-        ["--job.config_file", config, "--model.flavor", flavor, "--student.init", init, *overrides]
-    )
+    job_config = parse_job_config(config, ["--model.flavor", flavor, "--student.init", init, *overrides])
     model = initialised_student(job_config, seed)
     generator = torch.Generator().manual_seed(seed)
     batch = torch.randint(0, model.model_args.vocab_size, (1, tokens), generator=generator)

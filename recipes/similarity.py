@@ -25,11 +25,9 @@ from typing import Any
 
 import torch
 import torch.distributed.checkpoint as dcp
-from torchtitan.config import ConfigManager
 from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 from torchtitan.protocols.train_spec import get_train_spec
 
-import let_components  # noqa: F401  (registers the student specs and datasets)
 from let_components.aligned_data import ByteAlignedTextDataset
 from let_components.config import teacher_seq_len
 from let_components.loss import alignment_loss
@@ -38,6 +36,7 @@ from let_components.token_map import BytesAligned, SameTokens
 from let_components.tokenizer import teacher_tokenizer
 
 from .init_probe import initialised_student
+from .job_config import parse_job_config
 from .run_logs import checkpoint_metadata, student_vocab_size
 
 
@@ -204,7 +203,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Any]:
     args, overrides = parser.parse_known_args(argv)
     if args.teacher:
         overrides += ["--let.teacher_path", args.teacher]
-    return args, ConfigManager().parse_args(["--job.config_file", args.config, *overrides])
+    return args, parse_job_config(args.config, overrides)
 
 
 def summarize(argv: list[str]) -> str:

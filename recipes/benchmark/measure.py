@@ -26,6 +26,7 @@ import torch
 
 from let_components import platform
 
+from ..job_config import parse_job_config
 from ..run_logs import mean_and_std, read_scalars
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -244,13 +245,6 @@ class TeacherTiming:
     device: str
     iters: int
     warmup: int
-
-
-def parse_job_config(config_file: str, extra_args: list[str]):
-    """The JobConfig a run with these arguments trains with (torchtitan's own parser, [let] included)."""
-    from torchtitan.config import ConfigManager
-
-    return ConfigManager().parse_args(["--job.config_file", config_file, *extra_args])
 
 
 def time_teacher(job_config, iters: int = 20, warmup: int = 3) -> TeacherTiming:
