@@ -55,6 +55,7 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
         pad_id: int,
         tokenizer_key: str = "model.hf_assets_path",
         teacher_key: str = "let.teacher_path",
+        teacher_bos: bool = False,
     ) -> None:
         super().__init__(dataset_name, dataset_path, tokenizer, seq_len, dp_rank, dp_world_size, infinite)
         self._student_bytes = ByteTokenizer.build(tokenizer, tokenizer_key)
@@ -62,6 +63,8 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
         self.teacher_len = teacher_len
         self.same_document = same_document
         self.pad_id = pad_id
+        self.teacher_bos = teacher_bos
+        """Put the teacher tokenizer's BOS (its prefix) first in every teacher window that lacks it."""
         # shared with dataloader workers (forked with it): the trainer's switch reaches the process that iterates
         self._switch = multiprocessing.Value("b", 1, lock=False)
         self._side_applied = True
@@ -101,17 +104,32 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
         if not (student_covers and teacher_covers):
             self.invalid_documents += 1
             student, teacher = student.without_targets(), teacher.without_targets()
+            self._report_invalid(student_covers, teacher_covers)
         self._token_buffer.extend(student.ids.tolist())
         self._student_keys = KeyedTokens.concat([self._student_keys, student])
         self._teacher_tokens = KeyedTokens.concat([self._teacher_tokens, teacher])
         self._next_doc = doc + 1
         self._next_byte = base + len(text.encode("utf-8")) + 1
 
+    def _report_invalid(self, student_covers: bool, teacher_covers: bool) -> None:
+        """One line per rejected document (then every power of two): logged by the process that tokenizes, so a
+        dataloader worker's count reaches the console too."""
+        count = self.invalid_documents
+        if count > 10 and count & (count - 1):
+            return
+        sides = [name for name, covers in (("student", student_covers), ("teacher", teacher_covers)) if not covers]
+        logger.warning(
+            f"[LET] token_alignment='bytes': document {self._sample_idx} of this rank's pass over "
+            f"{self.dataset_name} is not tokenized byte for byte by the {' and '.join(sides)} tokenizer (a normalizer "
+            f"changed its text): its positions get no teacher target ({count} such documents so far; logged up to "
+            "10, then at powers of 2)"
+        )
+
     def _teacher_window(self) -> dict[str, torch.Tensor]:
         """The teacher's side of the window just cut (seq_len inputs + 1 label token off the buffer's front)."""
         aligned = align_window(
             self._student_keys[: self.seq_len], self._teacher_tokens, self.teacher_len, self.pad_id,
-            self.same_document,
+            self.same_document, self._teacher_bytes.prefix if self.teacher_bos else (),
         )
         self._student_keys = self._student_keys[self.seq_len + 1:]
         # teacher tokens that start before the next window's first token are in no later window
@@ -199,6 +217,7 @@ def build_byte_aligned_dataloader(
     teacher_tokenizer: BaseTokenizer,
     teacher_len: int,
     same_document: bool,
+    teacher_bos: bool = False,
 ) -> ParallelAwareDataloader:
     """torchtitan's build_text_dataloader with ByteAlignedTextDataset (bind the keywords with functools.partial to
     use it as a TrainSpec's build_dataloader_fn)."""
@@ -218,6 +237,7 @@ def build_byte_aligned_dataloader(
         pad_id=pad_id,
         tokenizer_key=tokenizer_source(job_config)[1],
         teacher_key="let.teacher_path",
+        teacher_bos=teacher_bos,
     )
     dataloader_kwargs = {**asdict(job_config.training.dataloader), "batch_size": job_config.training.local_batch_size}
     return ParallelAwareDataloader(dataset, dp_rank=dp_rank, dp_world_size=dp_world_size, **dataloader_kwargs)
@@ -241,6 +261,7 @@ def build_dataloader(
         teacher_len=let.teacher_seq_len or job_config.training.seq_len,
         # a student with document masking sees one document per segment: its teacher target must come from it too
         same_document=getattr(student, "attn_mask_type", "causal") == "block_causal",
+        teacher_bos=let.teacher_window_bos,
     )
 
 

@@ -21,6 +21,10 @@ class LET:
     teacher_path: str = ""
     """Hugging Face-format teacher folder (config.json + *.safetensors + tokenizer files)."""
 
+    teacher_backend: Literal["auto", "native", "transformers"] = "auto"
+    """What builds the teacher: native (this package's torchtitan-style module: llama, qwen2, qwen3, gpt_neox, opt),
+    transformers (any causal LM transformers can build; the "hf" extra), or auto (native where there is one)."""
+
     teacher_dtype: Literal["bfloat16", "float32"] = "bfloat16"
     """Teacher weights and activations; on a CPU-only machine float32 is used whatever this says."""
 
@@ -86,6 +90,11 @@ class LET:
     teacher_seq_len: int = 0
     """token_alignment = "bytes": teacher tokens per window, a fixed shape (0: training.seq_len). A window's teacher
     tokens beyond it are cut; the student positions paired with them lose their target (logged: let/lost)."""
+
+    teacher_window_bos: bool = True
+    """token_alignment = "bytes": a teacher window that starts mid-document begins with the teacher tokenizer's BOS
+    (for tokenizers that put one first, e.g. Gemma's, which reads the sample corpus at 1.29 bits per byte with it and
+    1.70 without); it takes one teacher_seq_len slot and is nobody's target. false: the windows as cut."""
 
     signal: Literal["hidden", "logits"] = "hidden"
     """What the teacher teaches: hidden = LET (its final hidden state aligned to student block k); logits = logit
@@ -156,11 +165,13 @@ def valid_choices(config_class: type, key: str) -> tuple[str, ...]:
     return get_args(annotation)
 
 
-def exclude_projection_from_float8(job_config: TitanJobConfig) -> None:
-    """The learned LET projection stays in high precision: float8 would quantise the alignment signal."""
-    float8 = job_config.quantize.linear.float8
-    if "let_projection" not in float8.filter_fqns:
-        float8.filter_fqns = [*float8.filter_fqns, "let_projection"]
+def exclude_projection_from_quantization(job_config: TitanJobConfig) -> None:
+    """The learned LET projection stays in high precision: float8 or MX would quantise the alignment signal. Both of
+    torchtitan's linear converters read their own filter list, so the projection joins each."""
+    linear = job_config.quantize.linear
+    for converter in (linear.float8, linear.mx):
+        if "let_projection" not in converter.filter_fqns:
+            converter.filter_fqns = [*converter.filter_fqns, "let_projection"]
 
 
 def teacher_seq_len(job_config: TitanJobConfig) -> int:
@@ -245,8 +256,8 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> None:
     let, training, parallelism = job_config.let, job_config.training, job_config.parallelism
     if let.lambda_0 < 0:
         raise LETConfigError(f"let.lambda_0={let.lambda_0}: must be >= 0 (the paper uses 0.1)")
-    for key in ("schedule", "projection", "teacher_dtype", "teacher_compile_mode", "signal", "kd_direction",
-                "kd_combine", "token_alignment", "stop_when"):
+    for key in ("schedule", "projection", "teacher_backend", "teacher_dtype", "teacher_compile_mode", "signal",
+                "kd_direction", "kd_combine", "token_alignment", "stop_when"):
         value, valid = getattr(let, key), valid_choices(LET, key)
         if value not in valid:
             raise LETConfigError(f"let.{key}={value!r}: valid are {', '.join(valid)}")

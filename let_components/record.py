@@ -7,12 +7,13 @@ decision made before the resume survives; a fresh start (nothing to resume) begi
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import JobConfig
+from .config import JobConfig, LETConfigError
 from .teacher import keep_teacher_config, keep_teacher_fingerprint
 from .tokenizer import keep_teacher_tokenizer
 
@@ -23,15 +24,26 @@ DECISION = "stop_decision"
 
 def read_record(dump_folder: str | Path) -> dict[str, Any]:
     path = Path(dump_folder) / RUN_RECORD
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise LETConfigError(
+            f"job.dump_folder='{dump_folder}': {RUN_RECORD} is not valid JSON ({error}); restore it or remove it "
+            "(a resume then starts a new record)"
+        ) from None
 
 
 def write_record(dump_folder: str | Path, values: dict[str, Any], resuming: bool) -> None:
-    """Write `values` (rank 0), keeping what an earlier start of this run recorded when it resumes."""
+    """Write `values` (rank 0), keeping what an earlier start of this run recorded when it resumes. Written to a
+    temporary file and renamed over the record: a kill mid-write leaves the previous record whole."""
     record = {**read_record(dump_folder), **values} if resuming else values
     path = Path(dump_folder) / RUN_RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    partial = path.with_name(f".{RUN_RECORD}.partial")
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(partial, path)
 
 
 def recorded_decision(dump_folder: str | Path) -> dict[str, Any] | None:
@@ -39,8 +51,10 @@ def recorded_decision(dump_folder: str | Path) -> dict[str, Any] | None:
     return read_record(dump_folder).get(DECISION)
 
 
-def record_decision(dump_folder: str | Path, decision: dict[str, Any]) -> None:
-    write_record(dump_folder, {DECISION: decision}, resuming=True)
+def record_decision(dump_folder: str | Path, decision: dict[str, Any] | None) -> None:
+    """Record the caught-up decision; None removes one (a checkpoint from before it was loaded)."""
+    record = {key: value for key, value in read_record(dump_folder).items() if key != DECISION}
+    write_record(dump_folder, record if decision is None else {**record, DECISION: decision}, resuming=False)
 
 
 def record_run(job_config: JobConfig, teacher_needed: bool, resuming: bool) -> None:

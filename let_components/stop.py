@@ -9,6 +9,7 @@ next step on: a step transition, whatever the schedule. stop_step stays the sche
 
 A rule's decision is part of the run: `state_dict` goes into torchtitan's checkpoint (the trainer's train state),
 the decision into the run record (record.py), and a resumed run's pre-start checks read it there (teacher_needed).
+Loading a checkpoint makes the record agree with it, so the record never holds a decision the run did not make.
 """
 
 from typing import Any, Protocol
@@ -25,7 +26,10 @@ from .record import record_decision, recorded_decision
 from .schedule import teacher_weight
 from .teacher_lm import TeacherLM
 from .token_alignment import bits_per_byte, lm_loss_sums, text_byte_lengths
-from .tokenizer import teacher_tokenizer, tokenizer_source
+from .tokenizer import load_tokenizer, teacher_tokenizer, tokenizer_source
+
+CAUGHT_UP_NEEDS = "let.stop_when='caught_up' (it compares both models' loss per byte of text; or stop_when='step')"
+"""What needs the bytes of every token, in the error line of a tokenizer that cannot say them."""
 
 
 class StopRule(Protocol):
@@ -112,8 +116,7 @@ class CaughtUp(FixedStop):
         rows = self.sequences
         with torch.no_grad():
             student = lm_loss_sums(pred[:rows], labels[:rows], self.student_bytes.to(pred.device))[:2]
-            logits = teacher.logits(rows)
-            taught = lm_loss_sums(logits, teacher.labels[:rows], self.teacher_bytes.to(logits.device))[:2]
+            taught = teacher.text_sums(rows, self.teacher_bytes)[:2]
         sums = torch.cat([student, taught])
         self._sums = sums if self._sums is None else self._sums + sums
 
@@ -141,9 +144,19 @@ class CaughtUp(FixedStop):
             f"{teacher_bpb:.4f} bits per byte (margin {self.margin:+g}; pooled over its last {self.window} checks, "
             f"every {self.every} steps): the teacher leaves after this step"
         )
-        if not dist.is_initialized() or dist.get_rank() == 0:
-            record_decision(self.dump_folder, {"step": step, "student_bits_per_byte": student_bpb,
-                                               "teacher_bits_per_byte": teacher_bpb})
+        self._record()
+
+    def _record(self) -> None:
+        """let_run.json says what this run decided (rank 0), so a later start's pre-start checks and tools read it."""
+        if dist.is_initialized() and dist.get_rank() != 0:
+            return
+        decision = None
+        if self.decided_step is not None:
+            decision = {"step": self.decided_step}
+            if self.checks:  # no check follows a decision: the window is the deciding one
+                student_bpb, teacher_bpb = self.smoothed()
+                decision |= {"student_bits_per_byte": student_bpb, "teacher_bits_per_byte": teacher_bpb}
+        record_decision(self.dump_folder, decision)
 
     def smoothed(self) -> tuple[float, float]:
         """(student, teacher) bits per byte over the pooled checks: each a ratio of sums, so every byte weighs the
@@ -159,9 +172,26 @@ class CaughtUp(FixedStop):
         return {"decided_step": -1 if self.decided_step is None else self.decided_step, "checks": self.checks}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The checkpoint's decision replaces the recorded one where they differ: a checkpoint from before a recorded
+        decision withdraws it (the replay may decide later, or never), so no later start reads a stale one."""
         decided = int(state_dict["decided_step"])
         self.decided_step = None if decided < 0 else decided
         self.checks = [list(check) for check in state_dict["checks"]]
+        recorded_step = (recorded_decision(self.dump_folder) or {}).get("step")
+        if recorded_step != self.decided_step:
+            logger.info(f"[LET] let_run.json: the checkpoint's caught-up decision (step {self.decided_step}) replaces "
+                        f"the recorded one (step {recorded_step})")
+            self._record()
+
+
+def check_stop_rule(job_config: JobConfig) -> None:
+    """Before start: stop_when = "caught_up" measures both models per byte, so both tokenizers must say the bytes of
+    every token (token_alignment.token_byte_lengths decides which can), whatever let.token_alignment is."""
+    if job_config.let.stop_when != "caught_up":
+        return
+    folder, key = tokenizer_source(job_config)
+    text_byte_lengths(load_tokenizer(folder, key), key, CAUGHT_UP_NEEDS)
+    text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path", CAUGHT_UP_NEEDS)
 
 
 def build_stop_rule(job_config: JobConfig, resume_step: int = 0, tokenizer: BaseTokenizer | None = None) -> StopRule:
@@ -175,7 +205,8 @@ def build_stop_rule(job_config: JobConfig, resume_step: int = 0, tokenizer: Base
     student_bytes = teacher_bytes = None
     if tokenizer is not None:
         folder, key = tokenizer_source(job_config)
-        student_bytes = torch.from_numpy(text_byte_lengths(tokenizer, key))
-        teacher_bytes = torch.from_numpy(text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path"))
+        student_bytes = torch.from_numpy(text_byte_lengths(tokenizer, key, CAUGHT_UP_NEEDS))
+        teacher_bytes = torch.from_numpy(text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path",
+                                                           CAUGHT_UP_NEEDS))
     return CaughtUp(let, job_config.job.dump_folder, student_bytes, teacher_bytes,
                     decision["step"] if decision else None)

@@ -5,17 +5,23 @@ global byte stream, written as integer keys so that one numpy `searchsorted` doe
 
 - documents are numbered in the order the dataset reads them; document d starts at byte
   base_d = sum over earlier documents of (UTF-8 length + 1), the +1 keeping documents apart;
-- a text token covering bytes [a, b) of document d has start key (base_d + a) * 4 + 1 and end key (base_d + b) * 4 + 1;
+- a text token covering bytes [a, b) of document d has start key (base_d + a) * 4 + 2 and end key (base_d + b) * 4 + 2;
+  one that covers no byte at a (a '▁' a normalizer put before a run of text) has start (base_d + a) * 4 + 1 and end
+  (base_d + a) * 4 + 3: it sorts around the tokens that meet at a, so it neither starts a window that begins at a
+  nor counts as read by a token that ends there;
 - the BOS the tokenizer wrapper puts before a document covers no text: start = end key base_d * 4 + 0;
-  the EOS after it: start = end key (base_d + len_d) * 4 + 2.
+  the EOS after it: start = end key (base_d + len_d) * 4 + 3.
 
 So the last text token of d < EOS of d < BOS of d + 1 < first text token of d + 1, and identical tokenizations get
-identical keys. Only byte-level tokenizers (byte-level BPE tokenizer.json, tiktoken) say which bytes a token stands
-for, so only those are supported.
+identical keys. A token's bytes come from `ByteTokenizer.spans`, fed by the per-id table of byte-level BPE and
+tiktoken, or by the offsets of any other tokenizer.json whose tokens cover every byte (SentencePiece-style BPE with
+byte fallback as in Gemma, Llama 2 and Mistral). `token_byte_lengths` is the one place that decides which tokenizers
+have a per-id table, for every per-byte measurement (the caught-up stop rule, bits per byte).
 """
 
 import json
 import math
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -27,7 +33,7 @@ from torchtitan.components.tokenizer import BaseTokenizer, HuggingFaceTokenizer
 
 from .config import LETConfigError
 
-BOS_KEY, TEXT_KEY, EOS_KEY = 0, 1, 2
+BOS_KEY, TEXT_KEY, EOS_KEY = 0, 2, 3
 """Key offsets inside one byte: text tokens sit between the document's BOS and EOS."""
 KEYS_PER_BYTE = 4
 
@@ -51,42 +57,102 @@ def _where(tokenizer: BaseTokenizer, key: str) -> str:
     return f"{key}='{path}'" if path else key
 
 
-def _component_types(component: dict[str, Any] | None) -> set[str]:
-    """Types of a tokenizer.json pre-tokenizer or decoder, looking inside Sequence ones."""
+METASPACE = "\u2581"
+"""SentencePiece's '▁', written in a piece where the text has a space."""
+BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
+"""A byte-fallback piece: one byte of a character the vocabulary does not hold (Gemma, Llama 2, Mistral)."""
+
+
+def _components(component: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A tokenizer.json normalizer, pre-tokenizer or decoder as the list of its parts (inside Sequence ones)."""
     if not component:
-        return set()
-    inner = component.get("pretokenizers") or component.get("decoders")
+        return []
+    inner = component.get("normalizers") or component.get("pretokenizers") or component.get("decoders")
     if component.get("type") == "Sequence" and inner:
-        return set().union(*(_component_types(c) for c in inner))
-    return {component.get("type", "")}
+        return [part for c in inner for part in _components(c)]
+    return [component]
 
 
-def _hf_byte_lengths(tokenizer: HuggingFaceTokenizer, where: str) -> np.ndarray:
-    spec = json.loads(tokenizer.tokenizer.to_str())
+def _component_types(component: dict[str, Any] | None) -> set[str]:
+    return {part.get("type", "") for part in _components(component)}
+
+
+def _spec(tokenizer: HuggingFaceTokenizer) -> dict[str, Any]:
+    return json.loads(tokenizer.tokenizer.to_str())
+
+
+def _is_byte_level(spec: dict[str, Any]) -> bool:
+    """A byte-level BPE: every vocabulary character stands for one byte (GPT-2's table)."""
+    types = _component_types(spec.get("pre_tokenizer")) | _component_types(spec.get("decoder"))
+    return spec["model"]["type"] == "BPE" and "ByteLevel" in types
+
+
+def _is_metaspace(spec: dict[str, Any]) -> bool:
+    """A SentencePiece-style vocabulary: its decoder turns METASPACE back into a space (Gemma, Llama 2, Mistral)."""
+    return any(
+        part.get("type") == "Metaspace"
+        or (part.get("type"), part.get("pattern"), part.get("content")) == ("Replace", {"String": METASPACE}, " ")
+        for part in _components(spec.get("decoder"))
+    )
+
+
+ALIGNMENT = "cross-tokenizer alignment (let.token_alignment = 'bytes')"
+"""What needs the bytes of every token, in token_byte_lengths' error line (the default)."""
+SUPPORTED_TABLES = ("byte-level BPE and SentencePiece-style BPE ('\u2581' for a space, <0xNN> byte fallback) "
+                    "tokenizer.json files and tiktoken files")
+
+
+def _unknown_bytes(where: str, what: str, needed_by: str) -> LETConfigError:
+    return LETConfigError(
+        f"{where}: {what} does not say which bytes each token stands for, which {needed_by} needs: only "
+        f"{SUPPORTED_TABLES} are supported"
+    )
+
+
+def _hf_byte_lengths(tokenizer: HuggingFaceTokenizer, where: str, needed_by: str) -> np.ndarray:
+    spec = _spec(tokenizer)
     model = spec["model"]["type"]
-    byte_level = "ByteLevel" in _component_types(spec.get("pre_tokenizer")) | _component_types(spec.get("decoder"))
-    if model != "BPE" or not byte_level:
-        raise LETConfigError(
-            f"{where}: a {model} tokenizer without a ByteLevel pre-tokenizer or decoder; cross-tokenizer alignment "
-            "needs the bytes of every token: only byte-level BPE tokenizer.json files and tiktoken files are supported"
-        )
-    char_to_byte = {c: b for b, c in bytes_to_unicode().items()}
+    metaspace = model == "BPE" and _is_metaspace(spec)
+    if _is_byte_level(spec):
+        char_to_byte = {c: b for b, c in bytes_to_unicode().items()}
+
+        def piece_bytes(token: str) -> int:
+            return len(token) if all(c in char_to_byte for c in token) else -1  # one character per byte
+    elif metaspace:
+        byte_fallback = bool(spec["model"].get("byte_fallback"))
+
+        def piece_bytes(token: str) -> int:
+            if byte_fallback and BYTE_PIECE.fullmatch(token):
+                return 1
+            return len(token.replace(METASPACE, " ").encode("utf-8"))
+    else:
+        raise _unknown_bytes(where, f"a {model} tokenizer without a ByteLevel or '\u2581' decoder", needed_by)
     vocab = tokenizer.tokenizer.get_vocab(with_added_tokens=False)
     added = tokenizer.tokenizer.get_added_tokens_decoder()
     lengths = np.full(max([*vocab.values(), *added, -1]) + 1, -1, dtype=np.int64)
     for token, i in vocab.items():
-        if all(c in char_to_byte for c in token):
-            lengths[i] = len(token)  # one character per byte
-    # an added token is matched in the raw text, before the byte-level mapping: it covers its content's bytes
+        lengths[i] = piece_bytes(token)
+    # an added token is matched in the raw text (after the normalizer if `normalized`): it covers its content's bytes
     for i, token in added.items():
-        lengths[i] = len(token.content.encode("utf-8"))
+        content = token.content.replace(METASPACE, " ") if metaspace and token.normalized else token.content
+        lengths[i] = len(content.encode("utf-8"))
+    for probe in PROBES:  # a prefix space or a normalizer would make a document's count differ from its bytes
+        ids = _text_ids(tokenizer, probe)
+        if lengths[ids].min(initial=0) < 0 or lengths[ids].sum() != len(probe.encode("utf-8")):
+            raise LETConfigError(
+                f"{where}: its tokens do not cover the text byte for byte (a normalizer or a prefix space changes "
+                f"it), which {needed_by} needs per token: only {SUPPORTED_TABLES} that keep the text are supported"
+            )
     return lengths
 
 
-def token_byte_lengths(tokenizer: BaseTokenizer, key: str) -> np.ndarray:
+def token_byte_lengths(tokenizer: BaseTokenizer, key: str, needed_by: str = ALIGNMENT) -> np.ndarray:
     """id -> number of text bytes the token covers when the tokenizer emits it for text (-1: unknown).
 
-    `key` is the config key the tokenizer came from; errors name it.
+    The per-id table of byte-level BPE, SentencePiece-style BPE ('▁' = a space, <0xNN> = one byte) and tiktoken,
+    checked on probe text; a tokenizer that adds a prefix space (Llama 2, Mistral) has none: its first token of a
+    document stands for one byte more than the text holds. `key` is the config key the tokenizer came from and
+    `needed_by` what asks for the bytes: the error of a tokenizer that cannot say them names both.
     """
     import tiktoken
 
@@ -100,11 +166,8 @@ def token_byte_lengths(tokenizer: BaseTokenizer, key: str) -> np.ndarray:
                 pass
         return lengths
     if isinstance(tokenizer, HuggingFaceTokenizer):
-        return _hf_byte_lengths(tokenizer, _where(tokenizer, key))
-    raise LETConfigError(
-        f"{_where(tokenizer, key)}: a {type(tokenizer).__name__}; cross-tokenizer alignment needs the bytes of every "
-        "token: only byte-level BPE tokenizer.json files and tiktoken files are supported"
-    )
+        return _hf_byte_lengths(tokenizer, _where(tokenizer, key), needed_by)
+    raise _unknown_bytes(_where(tokenizer, key), f"a {type(tokenizer).__name__}", needed_by)
 
 
 def _text_ids(tokenizer: BaseTokenizer, text: str) -> list[int]:
@@ -114,7 +177,7 @@ def _text_ids(tokenizer: BaseTokenizer, text: str) -> list[int]:
     return tokenizer.encode(text, add_bos=False, add_eos=False)
 
 
-def _wrapper_tokens(tokenizer: BaseTokenizer, lengths: np.ndarray, where: str) -> tuple[list[int], list[int]]:
+def _wrapper_tokens(tokenizer: BaseTokenizer, where: str) -> tuple[list[int], list[int]]:
     """(prefix, suffix): the tokens `encode(text, add_bos=True, add_eos=True)` puts around every text's tokens.
 
     Found by position, not by id: a document may contain the literal string of its tokenizer's BOS or EOS, which is
@@ -126,11 +189,6 @@ def _wrapper_tokens(tokenizer: BaseTokenizer, lengths: np.ndarray, where: str) -
         text = _text_ids(tokenizer, probe)
         full = tokenizer.encode(probe, add_bos=True, add_eos=True)
         splits &= {p for p in splits if full == empty[:p] + text + empty[p:]}
-        if lengths[text].min(initial=0) < 0 or lengths[text].sum() != len(probe.encode("utf-8")):
-            raise LETConfigError(
-                f"{where}: its tokens do not cover the text byte for byte (a normalizer or a prefix space changes "
-                "it); cross-tokenizer alignment supports byte-level BPE tokenizer.json files and tiktoken files"
-            )
     if len(splits) != 1:
         raise LETConfigError(
             f"{where}: its post-processor does more than put fixed tokens before and after the text; "
@@ -141,25 +199,127 @@ def _wrapper_tokens(tokenizer: BaseTokenizer, lengths: np.ndarray, where: str) -
 
 
 @dataclass(frozen=True)
+class DocumentSpans:
+    """One document's tokens, `encode(text, add_bos=True, add_eos=True)`, each with the UTF-8 bytes [start, end) of
+    the text it stands for; the prefix (BOS) is at 0 and the suffix (EOS) at the text's end, covering nothing."""
+
+    ids: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    n_prefix: int
+    n_suffix: int
+    covers: bool
+    """The text tokens' spans are ordered and leave out no byte: the document can be paired."""
+
+
+@dataclass(frozen=True)
 class ByteTokenizer:
-    """A tokenizer together with the bytes its tokens cover: built once per tokenizer, checked on probe text."""
+    """A tokenizer together with the bytes its tokens cover: built once per tokenizer, checked on probe text.
+
+    The bytes come from one of two sources behind one interface (`spans`): the per-id table of byte-level BPE and
+    tiktoken (a token stands for the same bytes wherever it is), or, for any other tokenizer.json (SentencePiece-style
+    BPE with byte fallback), the offsets the tokenizers library gives each token of a document. Tokenizers whose
+    tokens leave bytes out (WordPiece and other pre-tokenizers that drop whitespace) are refused: the byte-for-byte
+    check is what catches a normalizer that changed the text.
+    """
 
     tokenizer: BaseTokenizer
-    byte_lengths: np.ndarray
-    """id -> bytes of text covered (-1: unknown)."""
+    byte_lengths: np.ndarray | None
+    """id -> bytes of text covered (-1: unknown); None: spans from the tokenizer's offsets."""
     prefix: list[int]
     """Tokens the wrapper puts before every document (BOS): they cover no text."""
     suffix: list[int]
     """Tokens the wrapper puts after every document (EOS)."""
+    byte_pieces: np.ndarray | None = None
+    """Offsets only: id -> is a byte-fallback piece <0xNN> (one byte of the character its offsets name)."""
+    space_id: int = -1
+    """Offsets only: the id of the lone '▁' piece (-1: none)."""
 
     @classmethod
     def build(cls, tokenizer: BaseTokenizer, key: str) -> "ByteTokenizer":
-        lengths = token_byte_lengths(tokenizer, key)
-        return cls(tokenizer, lengths, *_wrapper_tokens(tokenizer, lengths, _where(tokenizer, key)))
+        where = _where(tokenizer, key)
+        if isinstance(tokenizer, HuggingFaceTokenizer) and not _is_byte_level(spec := _spec(tokenizer)):
+            hf = tokenizer.tokenizer
+            if hf.truncation or hf.padding:
+                raise LETConfigError(
+                    f"{where}: its tokenizer.json sets 'truncation' or 'padding'; cross-tokenizer alignment needs "
+                    "each document's tokens whole: set both to null"
+                )
+            vocab = hf.get_vocab()
+            pieces = np.zeros(max(vocab.values(), default=-1) + 1, dtype=bool)
+            if spec["model"].get("byte_fallback"):
+                pieces[[i for token, i in vocab.items() if BYTE_PIECE.fullmatch(token)]] = True
+            byte_tokenizer = cls(tokenizer, None, *_wrapper_tokens(tokenizer, where), pieces,
+                                 vocab.get(METASPACE, -1))
+        else:
+            byte_tokenizer = cls(tokenizer, token_byte_lengths(tokenizer, key), *_wrapper_tokens(tokenizer, where))
+        for probe in PROBES:
+            if not byte_tokenizer.spans(probe).covers:
+                raise LETConfigError(
+                    f"{where}: its tokens do not cover the text byte for byte (a normalizer, a prefix space or a "
+                    "pre-tokenizer that drops whitespace changes it); cross-tokenizer alignment supports byte-level "
+                    "BPE and tiktoken files, and tokenizer.json files whose offsets cover every byte "
+                    "(SentencePiece-style BPE with byte fallback)"
+                )
+        return byte_tokenizer
 
     def encode(self, text: str) -> list[int]:
         """Exactly the call torchtitan's HuggingFaceTextDataset makes, so the ids are the dataset's."""
         return self.tokenizer.encode(text, add_bos=True, add_eos=True)
+
+    def spans(self, text: str) -> DocumentSpans:
+        """The document's tokens and the bytes of `text` each stands for."""
+        raw = text.encode("utf-8")
+        if self.byte_lengths is None:
+            ids, start, end, covers = self._offset_spans(text, raw)
+            p, s = len(self.prefix), len(self.suffix)
+            ids = np.concatenate([np.asarray(self.prefix, dtype=np.int64), ids,
+                                  np.asarray(self.suffix, dtype=np.int64)])
+        else:
+            ids = np.asarray(self.encode(text), dtype=np.int64)
+            p, s = len(self.prefix), len(self.suffix)
+            wrapped = len(ids) >= p + s and ids[:p].tolist() == self.prefix and (
+                ids[len(ids) - s:].tolist() == self.suffix)
+            if not wrapped:
+                p = s = 0
+            lengths = self.byte_lengths[ids[p:len(ids) - s]]
+            covers = wrapped and lengths.min(initial=0) >= 0 and int(lengths.sum()) == len(raw)
+            end = np.minimum(np.cumsum(np.maximum(lengths, 0)), len(raw))
+            start = np.concatenate([[0], end])[:len(end)].astype(np.int64)
+        zeros = np.zeros(p, dtype=np.int64)
+        ends = np.full(s, len(raw), dtype=np.int64)
+        return DocumentSpans(ids, np.concatenate([zeros, start, ends]), np.concatenate([zeros, end, ends]), p, s,
+                             bool(covers))
+
+    def _offset_spans(self, text: str, raw: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """(text ids, start, end, covers) from the tokenizers library's offsets, which count characters, not bytes.
+
+        A character's byte-fallback pieces all carry its offsets: the k-th of them stands for its k-th byte. A lone
+        '▁' whose next token starts at the same character was put there by a normalizer (a prefix space, Llama 2 and
+        Mistral): it stands for no byte. Tokens that share a character otherwise (a normalizer turned one character
+        into several) each keep all of it, so a teacher token never counts as having read less than it did.
+        """
+        encoding = self.tokenizer.tokenizer.encode(text, add_special_tokens=False)
+        ids = np.asarray(encoding.ids, dtype=np.int64)
+        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        units = np.frombuffer(raw, dtype=np.uint8)
+        char_byte = np.append(np.flatnonzero((units & 0xC0) != 0x80), len(raw))  # byte where each character starts
+        a, b = char_byte[offsets[:, 0]], char_byte[offsets[:, 1]]
+        n = len(ids)
+        piece = self.byte_pieces[ids]
+        same_run = np.zeros(n, dtype=bool)
+        same_run[1:] = piece[1:] & piece[:-1] & (a[1:] == a[:-1]) & (b[1:] == b[:-1])
+        k = np.arange(n) - np.maximum.accumulate(np.where(same_run, 0, np.arange(n)))
+        start = np.where(piece, a + k, a)
+        end = np.where(piece, a + k + 1, b)
+        prefix_space = np.zeros(n, dtype=bool)
+        prefix_space[:-1] = (ids[:-1] == self.space_id) & (a[:-1] == a[1:])
+        end[prefix_space] = start[prefix_space]
+        ordered = bool((np.diff(start) >= 0).all() and (np.diff(end) >= 0).all() and (end[piece] <= b[piece]).all())
+        # no byte left out: ends only grow, so a gap would be a start past the previous end
+        gap_start = np.concatenate([[0], end])
+        gap_end = np.concatenate([start, [len(raw)]])
+        return ids, start, end, ordered and bool((gap_end <= gap_start).all())
 
 
 @dataclass(frozen=True)
@@ -208,30 +368,23 @@ class KeyedTokens:
 
 def document_tokens(tokenizer: ByteTokenizer, text: str, doc: int, base: int) -> tuple[KeyedTokens, bool]:
     """One document's `encode(text, add_bos=True, add_eos=True)` with its keys, and whether its text tokens cover
-    the text byte for byte.
+    the text byte for byte (ByteTokenizer.spans).
 
     Where they do not (a normalizer changed the text), the keys are clipped into the document so the stream stays
     ordered, and the caller must keep the document out of every pair.
     """
-    ids = tokenizer.encode(text)
-    n, p, s = len(ids), len(tokenizer.prefix), len(tokenizer.suffix)
+    spans = tokenizer.spans(text)
+    n, p, s = len(spans.ids), spans.n_prefix, spans.n_suffix
     n_bytes = len(text.encode("utf-8"))
-    wrapped = n >= p + s and ids[:p] == tokenizer.prefix and ids[n - s:] == tokenizer.suffix
-    if not wrapped:
-        p = s = 0
-    array = np.asarray(ids, dtype=np.int64)
-    lengths = tokenizer.byte_lengths[array[p:n - s]]
-    covers = wrapped and lengths.min(initial=0) >= 0 and int(lengths.sum()) == n_bytes
-    ends = np.minimum(np.cumsum(np.maximum(lengths, 0)), n_bytes)
-    starts = np.concatenate([[0], ends[:-1]])
-    start = np.empty(n, dtype=np.int64)
-    end = np.empty(n, dtype=np.int64)
+    # a text token that stands for no byte sorts around the tokens that meet where it is (module docstring), so
+    # identical tokenizers still pair position j with position j
+    empty = spans.end == spans.start
+    start = (base + spans.start) * KEYS_PER_BYTE + TEXT_KEY - empty
+    end = (base + spans.end) * KEYS_PER_BYTE + TEXT_KEY + empty
     start[:p] = end[:p] = base * KEYS_PER_BYTE + BOS_KEY
-    start[p:n - s] = (base + starts) * KEYS_PER_BYTE + TEXT_KEY
-    end[p:n - s] = (base + ends) * KEYS_PER_BYTE + TEXT_KEY
     start[n - s:] = end[n - s:] = (base + n_bytes) * KEYS_PER_BYTE + EOS_KEY
-    tokens = KeyedTokens(array, start, end, np.full(n, doc, dtype=np.int64), np.ones(n, dtype=bool))
-    return tokens, covers
+    tokens = KeyedTokens(spans.ids, start, end, np.full(n, doc, dtype=np.int64), np.ones(n, dtype=bool))
+    return tokens, spans.covers
 
 
 @dataclass(frozen=True)
@@ -247,7 +400,8 @@ class AlignedWindow:
 
 
 def align_window(
-    student: KeyedTokens, teacher: KeyedTokens, teacher_len: int, pad_id: int, same_document: bool
+    student: KeyedTokens, teacher: KeyedTokens, teacher_len: int, pad_id: int, same_document: bool,
+    bos: list[int] | tuple[int, ...] = (),
 ) -> AlignedWindow:
     """Pair one student window (its S input tokens) with the teacher's tokens of the same text.
 
@@ -257,31 +411,36 @@ def align_window(
     No such token, or (same_document) one of another document, or one of a document not tokenized byte for byte:
     no target (-1). The teacher window keeps its first teacher_len tokens; positions aligned past them are counted.
 
+    `bos`: tokens put first in every teacher window that does not already begin with them (a teacher that always
+    read a BOS first, as Gemma did, sees one in windows that start inside a document); they are nobody's target.
     `teacher` is the teacher's stream around the window (at least every token that can be in it), ordered by keys.
     """
     index = np.full(len(student), -1, dtype=np.int64)
     teacher_input = np.full(teacher_len, pad_id, dtype=np.int64)
+    first = int(np.searchsorted(teacher.start, student.start[0], side="left")) if len(teacher) else 0
+    head = list(bos) if bos and teacher.ids[first:first + len(bos)].tolist() != list(bos) else []
+    h = min(len(head), teacher_len)
+    teacher_input[:h] = head[:h]
     if len(teacher) == 0:
-        return AlignedWindow(teacher_input, index, 0, 0)
-    first = int(np.searchsorted(teacher.start, student.start[0], side="left"))
+        return AlignedWindow(teacher_input, index, 0, h)
     stop = max(first, int(np.searchsorted(teacher.end, student.end[-1], side="right")))
-    kept = min(stop - first, teacher_len)
-    teacher_input[:kept] = teacher.ids[first:first + kept]
+    kept = min(stop - first, teacher_len - h)
+    teacher_input[h:h + kept] = teacher.ids[first:first + kept]
     last = np.searchsorted(teacher.end, student.end, side="right") - 1
     safe = np.maximum(last, 0)
     has_target = (last >= first) & student.valid & teacher.valid[safe]
     if same_document:
         has_target &= teacher.doc[safe] == student.doc
-    index[has_target] = last[has_target] - first
+    index[has_target] = last[has_target] - first + h
     truncated = index >= teacher_len
     index[truncated] = -1
-    return AlignedWindow(teacher_input, index, int(truncated.sum()), kept)
+    return AlignedWindow(teacher_input, index, int(truncated.sum()), h + kept)
 
 
-def text_byte_lengths(tokenizer: BaseTokenizer, key: str) -> np.ndarray:
+def text_byte_lengths(tokenizer: BaseTokenizer, key: str, needed_by: str = "bits per byte") -> np.ndarray:
     """id -> bytes of text the token stands for, 0 for special tokens (BOS, EOS and the tokenizer's other special
     ids, which cover no text) and for ids whose bytes are unknown: the denominator of bits per byte."""
-    lengths = np.maximum(token_byte_lengths(tokenizer, key), 0)
+    lengths = np.maximum(token_byte_lengths(tokenizer, key, needed_by), 0)
     if isinstance(tokenizer, HuggingFaceTokenizer):
         special = [i for i, token in tokenizer.tokenizer.get_added_tokens_decoder().items() if token.special]
     else:

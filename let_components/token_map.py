@@ -99,26 +99,29 @@ class SameTokens:
 class BytesAligned:
     """Student and teacher tokenizers differ: the teacher reads its own ids, and student position j takes the
     teacher's state at `teacher_index[j]` (-1: no teacher token ends inside the window before it; the position does
-    not count). The term's count is its own: one more all-reduce per teaching step (two numbers, no host sync)."""
+    not count). The term's count is its own: one more all-reduce per teaching step (three numbers, no host sync).
+    A step in which no position has a target (every document failed the byte-cover check) has a term of 0, not 0/0."""
 
     KEYS = ("teacher_input", "teacher_index", "teacher_lost", "teacher_length")
 
     def __init__(self, teacher_masks: Callable[[torch.Tensor], Any]):
         self.teacher_masks = teacher_masks
-        self._count = self._lost = torch.zeros(())
+        self._count = self._lost = self._untargeted = torch.zeros(())
 
     def split(self, input_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {key: input_dict.pop(key) for key in self.KEYS if key in input_dict}
 
     def begin_step(self, microbatches: list[Batch], parallel_dims: ParallelDims, device: torch.device) -> None:
-        counts = torch.zeros(2, dtype=torch.int64)
+        counts = torch.zeros(3, dtype=torch.int64)
         for input_dict, labels in microbatches:
-            counts[0] += ((labels != IGNORE_INDEX) & (input_dict["teacher_index"] >= 0)).sum()
+            predicted = labels != IGNORE_INDEX
+            counts[0] += (predicted & (input_dict["teacher_index"] >= 0)).sum()
             counts[1] += input_dict["teacher_lost"].sum()
+            counts[2] += (predicted & (input_dict["teacher_index"] < 0)).sum()
         counts = counts.to(device)
         if parallel_dims.dp_enabled:
             counts = all_reduce(counts, "sum", group=parallel_dims.get_mesh("batch"))
-        self._count, self._lost = counts[0].float(), counts[1]
+        self._count, self._lost, self._untargeted = counts[0].float(), counts[1], counts[2]
 
     def teacher_inputs(
         self, inputs: torch.Tensor, teacher_batch: dict[str, torch.Tensor], attention_masks: Any
@@ -142,11 +145,14 @@ class BytesAligned:
         return (labels != IGNORE_INDEX) & (teacher_batch["teacher_index"] >= 0)
 
     def normaliser(self, global_valid_tokens: torch.Tensor) -> torch.Tensor:
-        return self._count
+        # with no target anywhere every sum is 0: 0 / 1, not NaN
+        return self._count.clamp(min=1)
 
     def metrics(self) -> dict[str, float]:
-        """lost: student positions whose teacher token fell beyond let.teacher_seq_len (cut), this step."""
-        return {"lost": float(self._lost)}
+        """This step's student positions without a teacher target: lost, those whose teacher token fell beyond
+        let.teacher_seq_len (cut); untargeted, every predicted position without one (lost ones, a document's first
+        tokens before any whole teacher token, documents not tokenized byte for byte)."""
+        return {"lost": float(self._lost), "untargeted": float(self._untargeted)}
 
     def stop_data(self, dataloader: Any) -> None:
         dataloader.dataset.set_teacher_side(False)

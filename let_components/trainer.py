@@ -21,11 +21,17 @@ from torchtitan.train import Trainer
 
 from . import platform
 from .aligned_data import check_byte_tokenizers
-from .config import JobConfig, LETConfigError, check_let_config, exclude_projection_from_float8, latest_checkpoint_step
+from .config import (
+    JobConfig,
+    LETConfigError,
+    check_let_config,
+    exclude_projection_from_quantization,
+    latest_checkpoint_step,
+)
 from .guard import NonFiniteGuard
 from .preemption import PreemptionFlag, save_for_requeue
 from .record import record_run
-from .stop import build_stop_rule
+from .stop import build_stop_rule, check_stop_rule
 from .student import STUDENT_SPECS
 from .teacher import (
     TeacherModel,
@@ -54,22 +60,20 @@ class LETTrainer(Trainer):
         if self.let.enable:
             # every cheap check runs before torchtitan initialises distributed or builds anything
             self.resume_step = check_before_start(job_config)
-            exclude_projection_from_float8(job_config)
+            exclude_projection_from_quantization(job_config)
         super().__init__(job_config)
         self.preemption = PreemptionFlag()
         if not self.let.enable:
             return
         self.stop_rule = build_stop_rule(job_config, self.resume_step, self.tokenizer)
-        teacher_needed = self.stop_rule.teacher_needed(self.resume_step)
-        check_tokenizer(self.tokenizer, job_config, self.model_args.vocab_size, teacher_needed)
+        self._prepare_teacher(self.stop_rule.teacher_needed(self.resume_step))
         self.term = build_teacher_term(job_config, self.model_parts[0], self.tokenizer, self.model_args.vocab_size)
         self.token_map = build_token_map(job_config, self.model_parts[0], self.model_args)
         self.guard = NonFiniteGuard(self.device, self.let.teacher_path)
         self.optimizers.register_step_pre_hook(self._check_finite)
         self._teacher_cuda_graphs = uses_cuda_graphs(job_config)
         self._teacher_left = False
-        self._teacher_bytes = teacher_text_bytes(job_config) if teacher_needed else None
-        record_run(job_config, teacher_needed, resuming=self.resume_step > 0)
+        record_run(job_config, self._teacher_checked, resuming=self.resume_step > 0)
         logger.info(f"[LET] enabled: teacher {self.let.teacher_path} (token_alignment={self.let.token_alignment}): "
                     f"{self.term.describe(job_config)}; {self.stop_rule.describe()}")
 
@@ -107,8 +111,8 @@ class LETTrainer(Trainer):
                 tokens, masks = token_map.teacher_inputs(inputs, teacher_batch, extra_kwargs.get("attention_masks"))
                 hidden = self._teacher_forward(tokens, masks)
                 target = term.teach(self.teacher, hidden)
-                teacher_lm = TeacherLM(lambda rows, target=target: term.lm_logits(self.teacher, target[:rows]),
-                                       token_map.teacher_labels(labels, teacher_batch))
+                teacher_lm = TeacherLM(lambda rows, target=target: term.lm_logits(self.teacher, target[rows]),
+                                       token_map.teacher_labels(labels, teacher_batch), self.teacher.vocab_size)
                 if self._teacher_sanity_pending:  # once, on the first batch it teaches
                     self._teacher_sanity_pending = False
                     sanity = teacher_lm.sanity_check(self._teacher_bytes, self.let.teacher_path)
@@ -144,6 +148,13 @@ class LETTrainer(Trainer):
         return False
 
     # ---- teacher lifetime --------------------------------------------------------------------------------
+
+    def _prepare_teacher(self, needed: bool) -> None:
+        """The tokenizer check and byte table of a run that will teach; skipped once the teacher has left (its
+        folder may be gone by then)."""
+        check_tokenizer(self.tokenizer, self.job_config, self.model_args.vocab_size, needed)
+        self._teacher_bytes = teacher_text_bytes(self.job_config) if needed else None
+        self._teacher_checked = needed
 
     def _keep_teacher(self, needed: bool) -> None:
         """Load the teacher at the first step it teaches; once it has left, release it, its memory and its data."""
@@ -190,6 +201,11 @@ class LETTrainer(Trainer):
         super().load_state_dict(state_dict)
         if "let_stop_rule" in state_dict:
             self.stop_rule.load_state_dict(state_dict["let_stop_rule"])
+        if self.let.enable and not self._teacher_checked and self.stop_rule.teacher_needed(self.step):
+            # the record said the teacher had left; the checkpoint says it still teaches: check it before it does
+            attn_type = getattr(self.model_args, "attn_type", "sdpa")
+            check_teacher(self.job_config, teacher_needed=True, resuming=True, attn_type=attn_type)
+            self._prepare_teacher(True)
 
     def _log_stop_rule(self, metrics: dict[str, float]) -> None:
         """A rule that measured this step (stop_when = "caught_up", on its check steps): both losses per byte."""
@@ -238,4 +254,5 @@ def check_before_start(job_config: JobConfig) -> int:
     check_teacher(job_config, teacher_needed=teacher_needed, resuming=resume_step > 0, attn_type=attn_type)
     if let.token_alignment == "bytes":
         check_byte_tokenizers(job_config)
+    check_stop_rule(job_config)
     return resume_step

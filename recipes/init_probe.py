@@ -12,6 +12,8 @@ config's model has, on random tokens, with the model built and initialised as to
 
 import argparse
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -85,10 +87,14 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--flavors", nargs="+", required=True, help="student flavors, e.g. debugmodel 1.4B")
     parser.add_argument("--inits", nargs="+", default=list(INITS), choices=INITS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
     args, overrides = parser.parse_known_args(argv)
     rows = [probe(args.config, flavor, init, overrides, args.seed) for flavor in args.flavors for init in args.inits]
     text = table(rows)
     print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return text
 
 

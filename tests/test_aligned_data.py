@@ -32,7 +32,8 @@ def test_identical_tokenizers_through_the_byte_path_give_the_same_losses(tmp_pat
     count of positions): the same losses as the same-tokenizer path, to 1e-6, through the byte path."""
     args = (*SHORT_RUN, *TINY_BATCH, "--training.steps", "5", "--let.stop_step", "3")
     same = train_ok(tmp_path / "same", LET_DEBUG, *args)
-    aligned = train_ok(tmp_path / "bytes", LET_DEBUG, *args, *BYTES)
+    # the windows as cut: a BOS put before a mid-document window would be a token the plain path does not have
+    aligned = train_ok(tmp_path / "bytes", LET_DEBUG, *args, *BYTES, "--let.no-teacher_window_bos")
     assert "token_alignment=bytes" in aligned and "token_alignment=same" in same
     assert sorted(let_lines(aligned)) == [1, 2, 3]
     assert_same_scalars(tmp_path / "same", tmp_path / "bytes", TAGS[:1], range(1, 6))

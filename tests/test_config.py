@@ -8,7 +8,14 @@ from torchtitan.config import ConfigManager
 from torchtitan.protocols.train_spec import get_train_spec
 
 import let_components  # noqa: F401  (registers the student specs)
-from let_components.config import LET, LETConfigError, check_let_config, latest_checkpoint_step, valid_choices
+from let_components.config import (
+    LET,
+    LETConfigError,
+    check_let_config,
+    exclude_projection_from_quantization,
+    latest_checkpoint_step,
+    valid_choices,
+)
 from let_components.schedule import SCHEDULES
 
 CONFIGS = Path(__file__).resolve().parent.parent / "train_configs"
@@ -158,3 +165,14 @@ def test_no_checkpoint_folder_means_a_fresh_run_even_with_an_initial_load_path(t
     job_config = _parse("let_debug", "--job.dump_folder", str(tmp_path / "job"), "--checkpoint.enable",
                         "--checkpoint.initial_load_path", str(tmp_path / "seed" / "step-40"))
     assert latest_checkpoint_step(job_config) == 0
+
+
+def test_the_learned_projection_is_kept_out_of_float8_and_mx():
+    """torchtitan's two linear converters read their own filter lists: the projection must be in both, once, with
+    what the user listed kept (MX's default keeps `output` in high precision)."""
+    job_config = _parse("let_debug", "--quantize.linear.float8.filter_fqns", "output")
+    exclude_projection_from_quantization(job_config)
+    exclude_projection_from_quantization(job_config)  # idempotent: the trainer may run it on every start
+    linear = job_config.quantize.linear
+    assert linear.float8.filter_fqns == ["output", "let_projection"]
+    assert linear.mx.filter_fqns == ["output", "let_projection"]

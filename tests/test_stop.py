@@ -12,8 +12,8 @@ import torch.multiprocessing as mp
 from torch.distributed.device_mesh import init_device_mesh
 
 from let_components.config import LET
-from let_components.record import recorded_decision
-from let_components.stop import CaughtUp, FixedStop
+from let_components.record import read_record, recorded_decision, write_record
+from let_components.stop import CaughtUp, FixedStop, build_stop_rule
 from let_components.token_alignment import bits_per_byte, lm_loss_sums, text_byte_lengths
 from let_components.tokenizer import load_tokenizer
 from tests.helpers import (
@@ -103,6 +103,72 @@ def test_state_round_trip_reproduces_the_decision(tmp_path):
     decided = _rule(tmp_path)
     decided.load_state_dict(rule.state_dict())
     assert decided.weight(41) == 0.0
+
+
+def _job(tmp_path, **let) -> SimpleNamespace:
+    """What build_stop_rule reads of a JobConfig (the pre-start checks pass no tokenizer)."""
+    defaults = dict(stop_when="caught_up", stop_step=500, caught_up_every=10, caught_up_window=1)
+    return SimpleNamespace(let=LET(**{**defaults, **let}), job=SimpleNamespace(dump_folder=str(tmp_path)))
+
+
+def test_a_checkpoint_from_before_a_recorded_decision_withdraws_it(tmp_path):
+    """Decided at 150, resumed from checkpoint 100, the replay does not decide by 150 (GPU nondeterminism, another
+    margin) and is preempted at 170: resumed from 170, the pre-start answer must be what the run does once its
+    checkpoint has loaded - the teacher still teaches - and let_run.json must not keep the decision."""
+    job = _job(tmp_path)
+    write_record(tmp_path, {"lambda_0": 0.1}, resuming=False)  # what the run wrote at its start
+    first = build_stop_rule(job)
+    for step in range(10, 101, 10):
+        _check(first, step, 3.0, 2.0)
+    checkpoint_100 = first.state_dict()
+    _check(first, 150, 1.0, 2.0)
+    assert recorded_decision(tmp_path)["step"] == 150
+
+    replay = build_stop_rule(job, resume_step=100)
+    assert replay.teacher_needed(100)
+    replay.load_state_dict(checkpoint_100)
+    assert recorded_decision(tmp_path) is None and read_record(tmp_path)["lambda_0"] == 0.1
+    for step in range(110, 171, 10):
+        _check(replay, step, 3.0, 2.0)  # not caught up this time
+    checkpoint_170 = replay.state_dict()
+
+    resumed = build_stop_rule(job, resume_step=170)
+    assert resumed.teacher_needed(170)  # before the fix: False, from the stale record, so no check ran
+    resumed.load_state_dict(checkpoint_170)
+    assert resumed.teacher_needed(170) and resumed.weight(171) == pytest.approx(0.1 * (500 - 170) / 500)
+
+
+def test_a_checkpoint_holding_a_decision_the_record_lacks_restores_it(tmp_path):
+    decided = _rule(tmp_path / "other", caught_up_window=1)
+    _check(decided, 40, 1.0, 2.0)
+    rule = _rule(tmp_path, caught_up_window=1)
+    rule.load_state_dict(decided.state_dict())
+    assert recorded_decision(tmp_path) == {"step": 40, "student_bits_per_byte": pytest.approx(1.0),
+                                           "teacher_bits_per_byte": pytest.approx(2.0)}
+    assert not build_stop_rule(_job(tmp_path, stop_step=100), resume_step=40).teacher_needed(40)
+
+
+def test_trainer_checks_the_teacher_when_the_checkpoint_still_needs_it(tmp_path, monkeypatch):
+    """The backstop: pre-start thought the teacher had left (a record from another attempt), the loaded checkpoint
+    says it teaches on: the teacher checks run before the first step."""
+    from torchtitan.train import Trainer
+
+    from let_components import trainer as trainer_module
+
+    calls = []
+    monkeypatch.setattr(Trainer, "load_state_dict", lambda self, state: setattr(self, "step", state["step"]))
+    monkeypatch.setattr(trainer_module, "check_teacher", lambda job_config, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(trainer_module.LETTrainer, "_prepare_teacher", lambda self, needed: calls.append(needed))
+    job = _job(tmp_path, stop_step=100, enable=True)
+    trainer = object.__new__(trainer_module.LETTrainer)
+    trainer.let, trainer.job_config, trainer.model_args = job.let, job, SimpleNamespace()
+    trainer.stop_rule, trainer._teacher_checked = CaughtUp(job.let, str(tmp_path), decided_step=20), False
+    undecided = _rule(tmp_path).state_dict()
+    trainer.load_state_dict({"step": 30, "let_stop_rule": undecided})
+    assert calls == [{"teacher_needed": True, "resuming": True, "attn_type": "sdpa"}, True]
+    calls.clear()
+    trainer.load_state_dict({"step": 30, "let_stop_rule": {"decided_step": 20, "checks": []}})
+    assert calls == []  # the checkpoint agrees that the teacher has left: nothing to check
 
 
 def _rank(rank: int, store: str, decided) -> None:

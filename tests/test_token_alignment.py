@@ -9,6 +9,7 @@ and the aligned token are found by scanning lists.
 import base64
 import json
 import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,9 @@ from torchtitan.hf_datasets.text_datasets import DATASETS, HuggingFaceTextDatase
 import let_components  # noqa: F401  (registers the datasets)
 from let_components.aligned_data import ByteAlignedTextDataset
 from let_components.config import LETConfigError
-from let_components.token_alignment import ByteTokenizer, token_byte_lengths
+from let_components.token_alignment import METASPACE, ByteTokenizer, token_byte_lengths
 from let_components.tokenizer import TiktokenTokenizer, load_tokenizer
-from tests.helpers import ASSETS, save_qwen_tokenizer
+from tests.helpers import ASSETS, SENTENCEPIECE_STYLES, save_qwen_tokenizer, save_sentencepiece_tokenizer
 
 PAD = -5
 """teacher_input's padding in these tests: an id no tokenizer has, so padding is visible."""
@@ -37,7 +38,7 @@ DOCS = [
     "CJK: \u6f22\u5b57\u304b\u306a\u4ea4\u3058\u308a\u6587; "
     "emoji: \U0001f642\U0001f680\U0001f469\u200d\U0001f469\u200d\U0001f467.",
     "   whitespace   runs\n\n\t\tand digits 1234567890, 3.14159, 2024-06-01   \n",
-    "A literal <|endoftext|> and <|end_of_text|> and <|begin_of_text|> inside a document.",
+    "A literal <|endoftext|> and <|end_of_text|> and <|begin_of_text|> inside a document, and <bos>, <s>.",
     "",
     "x",
     "Mixed \u4e2d\u6587 and English \u2014 \u201cquotes\u201d, \u00bd and \u00bc, then \U0001f642 again.",
@@ -72,6 +73,8 @@ class Ref:
     n_suffix: int
     """... and after it (EOS)."""
     token_bytes: Callable[[int], bytes]
+    prefix_space: bool = False
+    """The tokenizer may put a space before a run of text (Llama 2, Mistral) that stands for no byte of it."""
 
 
 def _hf_ref(tokenizer, n_prefix: int, n_suffix: int) -> Ref:
@@ -83,6 +86,21 @@ def _hf_ref(tokenizer, n_prefix: int, n_suffix: int) -> Ref:
         return bytes(table[c] for c in tokenizer.id_to_token(i))
 
     return Ref(tokenizer, n_prefix, n_suffix, token_bytes)
+
+
+def _sentencepiece_ref(tokenizer, style: str) -> Ref:
+    """A piece's bytes spelled out from the vocabulary: '\u2581' is a space, <0xNN> the byte NN, an added token its
+    content (offsets play no part)."""
+    added = tokenizer.tokenizer.get_added_tokens_decoder()
+
+    def token_bytes(i: int) -> bytes:
+        if i in added:
+            return added[i].content.encode("utf-8")
+        piece = tokenizer.id_to_token(i)
+        byte = re.fullmatch(r"<0x([0-9A-F]{2})>", piece)
+        return bytes([int(byte[1], 16)]) if byte else piece.replace("\u2581", " ").encode("utf-8")
+
+    return Ref(tokenizer, 1, 1, token_bytes, prefix_space=style != "gemma")
 
 
 def save_tiny_bpe(folder: Path) -> Path:
@@ -122,7 +140,9 @@ def refs(tmp_path_factory) -> dict[str, Ref]:
     assert isinstance(tiktoken, TiktokenTokenizer)
     specials = sorted(tiktoken.special_tokens, key=tiktoken.special_tokens.get)  # Llama 3's layout, after the ranks
     tiktoken_bytes = [bytes([b]) for b in range(256)] + TIKTOKEN_MERGES + [name.encode() for name in specials]
-    return {
+    sentencepiece = {style: _sentencepiece_ref(load_tokenizer(save_sentencepiece_tokenizer(root / style, style)), style)
+                     for style in SENTENCEPIECE_STYLES}  # <bos> ... <eos> / <s> ... </s>
+    return sentencepiece | {
         "project": _hf_ref(load_tokenizer(ASSETS / "tokenizer"), 1, 1),  # <|begin_of_text|> ... <|end_of_text|>
         "qwen": _hf_ref(load_tokenizer(save_qwen_tokenizer(root / "qwen")), 0, 1),  # ... <|endoftext|>
         "tiny": _hf_ref(load_tokenizer(save_tiny_bpe(root / "tiny")), 1, 1),
@@ -137,10 +157,10 @@ def _docs_file(tmp_path: Path, docs: list[str]) -> str:
 
 
 def _aligned(path, student, teacher, seq_len, teacher_len, same_document, infinite=False,
-             name="let_test_documents") -> ByteAlignedTextDataset:
+             name="let_test_documents", teacher_bos=False) -> ByteAlignedTextDataset:
     return ByteAlignedTextDataset(
         name, path, student, seq_len, infinite=infinite, teacher_tokenizer=teacher, teacher_len=teacher_len,
-        same_document=same_document, pad_id=PAD,
+        same_document=same_document, pad_id=PAD, teacher_bos=teacher_bos,
     )
 
 
@@ -157,26 +177,50 @@ def ref_stream(ref: Ref, docs: list[str], invalid: frozenset[int] = frozenset())
         stream += [(i, (d, 0, 0), (d, 0, 0), d) for i in ids[:ref.n_prefix]]
         offset = 0
         pieces = [ref.token_bytes(i) for i in ids[ref.n_prefix:body_end]]
+        if ref.prefix_space:
+            added = ref.tokenizer.tokenizer.get_added_tokens_decoder()
+            pieces = _without_added_spaces(pieces, [i in added for i in ids[ref.n_prefix:body_end]], text.encode())
         if d not in invalid:
             assert b"".join(pieces) == text.encode("utf-8")
         for i, piece in zip(ids[ref.n_prefix:body_end], pieces, strict=True):
             size = 0 if d in invalid else len(piece)
-            stream.append((i, (d, 1, offset), (d, 1, offset + size), d))
+            # a token standing for no byte sorts around the tokens that meet where it is
+            empty = 0.5 if size == 0 and d not in invalid else 0
+            stream.append((i, (d, 1, offset - empty), (d, 1, offset + size + empty), d))
             offset += size
         stream += [(i, (d, 2, 0), (d, 2, 0), d) for i in ids[body_end:]]
     return stream
 
 
+def _without_added_spaces(pieces: list[bytes], is_added: list[bool], text: bytes) -> list[bytes]:
+    """A prefix-space tokenizer (Llama 2, Mistral) puts a space before a run of text (the text, or each run between
+    added tokens): where a run's pieces spell one space more than its text, the first one's first byte is not text."""
+    pieces, cursor, i = list(pieces), 0, 0
+    while i < len(pieces):
+        if is_added[i]:
+            cursor, i = cursor + len(pieces[i]), i + 1
+            continue
+        j = next((k for k in range(i, len(pieces)) if is_added[k]), len(pieces))
+        end = text.index(pieces[j], cursor) if j < len(pieces) else len(text)
+        if b"".join(pieces[i:j]) == b" " + text[cursor:end]:
+            pieces[i] = pieces[i][1:]
+        cursor, i = end, j
+    return pieces
+
+
 def ref_windows(student: list[tuple], teacher: list[tuple], seq_len: int, teacher_len: int, same_document: bool,
-                invalid: frozenset[int] = frozenset()) -> list[tuple]:
-    """(input ids, teacher_input, teacher_index, lost) per packed window, by scanning."""
+                invalid: frozenset[int] = frozenset(), bos: tuple[int, ...] = ()) -> list[tuple]:
+    """(input ids, teacher_input, teacher_index, lost) per packed window, by scanning. `bos`: put first in each
+    teacher window that does not begin with it."""
     windows = []
     for w in range(len(student) // (seq_len + 1)):
         window = student[w * (seq_len + 1):][:seq_len]
         teacher_window = [t for t in teacher if t[1] >= window[0][1] and t[2] <= window[-1][2]]
+        if bos and tuple(t[0] for t in teacher_window[:len(bos)]) != bos:
+            teacher_window = [(i, None, None, None) for i in bos] + teacher_window  # nobody's target
         index, lost = [], 0
         for s in window:
-            ends_before = [k for k, t in enumerate(teacher_window) if t[2] <= s[2]]
+            ends_before = [k for k, t in enumerate(teacher_window) if t[2] is not None and t[2] <= s[2]]
             k = ends_before[-1] if ends_before else -1
             if k >= 0 and (s[3] in invalid or teacher_window[k][3] in invalid
                            or (same_document and teacher_window[k][3] != s[3])):
@@ -207,7 +251,7 @@ def test_wrapper_tokens_are_found_by_position(refs):
         assert (byte_tokenizer.prefix, byte_tokenizer.suffix) == expected, name
 
 
-@pytest.mark.parametrize("name", ["project", "qwen", "tiny", "tiktoken"])
+@pytest.mark.parametrize("name", ["project", "qwen", "tiny", "tiktoken", "gemma"])
 def test_byte_length_table_matches_the_tokens_bytes(refs, name):
     ref = refs[name]
     lengths = token_byte_lengths(ref.tokenizer, "model.hf_assets_path")
@@ -230,7 +274,23 @@ def test_hand_made_documents_make_the_hard_windows(refs):
         assert crossing, name
 
 
-PAIRS = [("project", "qwen"), ("qwen", "project"), ("tiny", "tiktoken"), ("tiktoken", "qwen"), ("qwen", "tiny")]
+def test_documents_exercise_byte_fallback_and_prefix_spaces(refs):
+    """The SentencePiece-style tokenizers of the map test meet characters outside their vocabulary (one piece per
+    byte) and, for Llama 2 / Mistral, put a '▁' before a run of text that stands for no byte (else that test would not
+    pin them down)."""
+    for style in SENTENCEPIECE_STYLES:
+        ref = refs[style]
+        byte_tokenizer = ByteTokenizer.build(ref.tokenizer, "let.teacher_path")
+        spans = [byte_tokenizer.spans(text) for text in DOCS]
+        pieces = [ref.tokenizer.id_to_token(int(i)) for s in spans for i in s.ids]
+        assert sum(re.fullmatch(r"<0x[0-9A-F]{2}>", piece) is not None for piece in pieces) > 50, style
+        empty = sum(int((s.start[1:-1] == s.end[1:-1]).sum()) for s in spans)
+        assert (empty > 0) == ref.prefix_space, style
+
+
+PAIRS = [("project", "qwen"), ("qwen", "project"), ("tiny", "tiktoken"), ("tiktoken", "qwen"), ("qwen", "tiny"),
+         # offsets (SentencePiece-style BPE with byte fallback) against the per-id table, and against each other
+         ("project", "gemma"), ("gemma", "qwen"), ("llama2", "tiktoken"), ("mistral", "project"), ("gemma", "llama2")]
 
 
 @pytest.mark.parametrize("same_document", [False, True])
@@ -254,7 +314,7 @@ def test_map_matches_the_reference(refs, tmp_path, pair, seq_len, same_document)
         assert lost > 0  # the 512-token teacher needs more tokens than the 4096-token student: truncation counted
 
 
-@pytest.mark.parametrize("name", ["project", "qwen", "tiny", "tiktoken"])
+@pytest.mark.parametrize("name", ["project", "qwen", "tiny", "tiktoken", *SENTENCEPIECE_STYLES])
 def test_identical_tokenizers_give_the_identity(refs, tmp_path, name):
     """Through the byte path (a second instance of the tokenizer): the teacher reads the student's ids, position j
     is aligned with position j, in every window, wherever it starts."""
@@ -324,19 +384,56 @@ def test_the_switch_reaches_a_dataloader_worker(refs, tmp_path):
     assert keys[-1] == {"input"}  # batches the worker prefetched before the switch may still carry the teacher side
 
 
-def test_student_windows_are_torchtitans(refs, tmp_path):
+def test_a_dataloader_worker_reports_the_documents_it_rejects(refs, tmp_path, capfd):
+    """training.dataloader.num_workers = 1: the count lives in the worker process, so the worker itself logs it."""
+    import logging
+    import sys
+
+    from torchtitan.config import ConfigManager
+
+    from let_components.aligned_data import build_byte_aligned_dataloader
+    from tests.helpers import REPO
+
+    handler = logging.StreamHandler(sys.stderr)  # what init_logger gives a training run: records reach the console
+    logging.getLogger().addHandler(handler)
+    try:
+        path = _docs_file(tmp_path, [DOCS[0], DECOMPOSED, DOCS[2], DECOMPOSED] * 2)
+        job_config = ConfigManager().parse_args([
+            "--job.config_file", str(REPO / "train_configs/let_debug.toml"), "--training.dataset",
+            "let_test_documents", "--training.dataset_path", path, "--training.seq_len", "12",
+            "--training.local_batch_size", "2", "--training.dataloader.num_workers", "1",
+        ])
+        loader = build_byte_aligned_dataloader(1, 0, refs["project"].tokenizer, job_config,
+                                               teacher_tokenizer=refs["qwen"].tokenizer, teacher_len=20,
+                                               same_document=False, infinite=False)
+        batches = list(loader)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert batches and loader.dataset.invalid_documents == 0  # the trainer's copy never tokenized anything
+    logged = capfd.readouterr().err
+    for count, position in ((1, 1), (2, 3), (3, 5), (4, 7)):
+        assert f"document {position} of" in logged and f"({count} such documents so far" in logged
+
+
+@pytest.mark.parametrize("name", ["project", "gemma", "llama2"])
+def test_student_windows_are_torchtitans(refs, tmp_path, name):
+    """A student whose spans come from offsets too: its ids are the ones torchtitan's own encode call gives."""
     path = _docs_file(tmp_path, DOCS * 2)
-    student, teacher = refs["project"].tokenizer, refs["qwen"].tokenizer
+    student, teacher = refs[name].tokenizer, refs["qwen"].tokenizer
     titan = [(x["input"].tolist(), y.tolist()) for x, y in HuggingFaceTextDataset("let_test_documents", path,
                                                                                     student, 16)]
     ours = [(x["input"].tolist(), y.tolist()) for x, y in _aligned(path, student, teacher, 16, 16, True)]
     assert ours == titan
 
 
-def test_a_document_a_normalizer_changes_gets_no_target(refs, tmp_path):
+DECOMPOSED = "Cafe\u0301 and A\u030angstro\u0308m, decomposed."
+
+
+def test_a_document_a_normalizer_changes_gets_no_target(refs, tmp_path, caplog):
     """The Qwen-style teacher's NFC turns 'e' + combining accent (3 bytes) into 'é' (2 bytes): its tokens no longer
-    cover the text byte for byte, so neither side of that document takes part in a pair; the rest is unaffected."""
-    docs = [DOCS[0], "Cafe\u0301 and A\u030angstro\u0308m, decomposed.", DOCS[2], DOCS[3]]
+    cover the text byte for byte, so neither side of that document takes part in a pair; the rest is unaffected.
+    The document is reported with its position, so the count is never only a number inside the dataset."""
+    docs = [DOCS[0], DECOMPOSED, DOCS[2], DOCS[3]]
     student, teacher = refs["project"], refs["qwen"]
     student_stream, teacher_stream = ref_stream(student, docs), ref_stream(teacher, docs, frozenset({1}))
     seq_len = len(student_stream) - 1  # one window: all documents
@@ -345,6 +442,8 @@ def test_a_document_a_normalizer_changes_gets_no_target(refs, tmp_path):
     (expected,) = ref_windows(student_stream, teacher_stream, seq_len, 2 * seq_len, False, frozenset({1}))
     assert got == expected
     assert dataset.invalid_documents == 1
+    reports = [r.getMessage() for r in caplog.records if "not tokenized byte for byte" in r.getMessage()]
+    assert len(reports) == 1 and "document 1 of" in reports[0] and "by the teacher tokenizer" in reports[0]
     index = np.asarray(got[2])
     student_doc = np.asarray([s[3] for s in student_stream[:seq_len]])
     teacher_doc = np.asarray([t[3] for t in teacher_stream])
@@ -436,13 +535,55 @@ def _save_whitespace_bpe(folder: Path) -> Path:
     return folder
 
 
-def test_a_tokenizer_that_is_not_byte_level_is_refused_in_one_line(refs, tmp_path):
+def test_a_tokenizer_that_cannot_say_its_bytes_is_refused_in_one_line():
+    from torchtitan.components.tokenizer import BaseTokenizer
+
+    class Opaque(BaseTokenizer):
+        """Neither a tokenizer.json nor a tiktoken file behind it."""
+
+        def encode(self, text: str, add_bos: bool = True, add_eos: bool = True) -> list[int]:
+            return [ord(c) for c in text]
+
+        def decode(self, ids: list[int]) -> str:
+            return "".join(map(chr, ids))
+
+        def get_vocab_size(self) -> int:
+            return 0x110000
+
+    with pytest.raises(LETConfigError) as error:
+        ByteTokenizer.build(Opaque(), "model.hf_assets_path")
+    message = str(error.value)
+    assert message.startswith("model.hf_assets_path: a Opaque does not say which bytes") and "\n" not in message
+    assert "tiktoken files are supported" in message
+
+
+def test_a_normalizer_that_deletes_text_is_refused_in_one_line(refs, tmp_path):
+    """Offsets cannot cover text a normalizer removed: the probe text shows it before anything is built."""
+    from tokenizers import normalizers
+
+    folder = save_sentencepiece_tokenizer(tmp_path / "deletes", "gemma")
+    hf = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    hf.normalizer = normalizers.Sequence([normalizers.Replace("e", ""), normalizers.Replace(" ", METASPACE)])
+    hf.save(str(folder / "tokenizer.json"))
+    tokenizer = load_tokenizer(folder)
+    with pytest.raises(LETConfigError) as error:
+        ByteTokenizer.build(tokenizer, "let.teacher_path")
+    message = str(error.value)
+    assert message.startswith(f"let.teacher_path='{folder}': its tokens do not cover the text byte for byte")
+    assert "\n" not in message
+    with pytest.raises(LETConfigError, match="^let.teacher_path='"):
+        _aligned(_docs_file(tmp_path, DOCS), refs["project"].tokenizer, tokenizer, 8, 8, False)
+
+
+def test_a_tokenizer_that_drops_whitespace_is_refused_in_one_line(refs, tmp_path):
+    """Offsets that leave bytes out (a Whitespace pre-tokenizer, as WordPiece has) would pass for a normalizer that
+    deleted text: refused before anything is built, naming the key."""
     tokenizer = load_tokenizer(_save_whitespace_bpe(tmp_path / "whitespace"))
     with pytest.raises(LETConfigError) as error:
         ByteTokenizer.build(tokenizer, "model.hf_assets_path")
     message = str(error.value)
-    assert message.startswith(f"model.hf_assets_path='{tmp_path / 'whitespace'}': ") and "\n" not in message
-    assert "only byte-level BPE tokenizer.json files and tiktoken files are supported" in message
+    assert message.startswith(f"model.hf_assets_path='{tmp_path / 'whitespace'}': its tokens do not cover the text")
+    assert "pre-tokenizer that drops whitespace" in message and "\n" not in message
     with pytest.raises(LETConfigError, match="^let.teacher_path='"):
         _aligned(_docs_file(tmp_path, DOCS), refs["project"].tokenizer, tokenizer, 8, 8, False)
 
@@ -455,3 +596,74 @@ def test_a_byte_level_tokenizer_that_adds_a_prefix_space_is_refused(tmp_path):
     (folder / "tokenizer.json").write_text(json.dumps(spec))
     with pytest.raises(LETConfigError, match="do not cover the text byte for byte"):
         ByteTokenizer.build(load_tokenizer(folder), "let.teacher_path")
+
+
+@pytest.mark.parametrize("same_document", [False, True])
+@pytest.mark.parametrize("pair", [("project", "gemma"), ("qwen", "llama2"), ("gemma", "project")], ids="-".join)
+def test_teacher_bos_starts_every_teacher_window(refs, tmp_path, pair, same_document):
+    """teacher_bos: a teacher that always read its BOS first (Gemma) gets it at the start of every teacher window,
+    also those that start inside a document; it is nobody's target and takes one of the teacher_len slots."""
+    student, teacher = refs[pair[0]], refs[pair[1]]
+    docs = DOCS * 2
+    path = _docs_file(tmp_path, docs)
+    bos = tuple(ByteTokenizer.build(teacher.tokenizer, "let.teacher_path").prefix)
+    assert bos == (teacher.tokenizer.bos_id,)
+    student_stream, teacher_stream = ref_stream(student, docs), ref_stream(teacher, docs)
+    for seq_len in (16, 37):
+        for teacher_len in (seq_len, 2 * seq_len):
+            expected = ref_windows(student_stream, teacher_stream, seq_len, teacher_len, same_document, bos=bos)
+            got = [_as_lists(sample) for sample in _aligned(path, student.tokenizer, teacher.tokenizer, seq_len,
+                                                            teacher_len, same_document, teacher_bos=True)]
+            assert got == expected
+            assert all(g[1][0] == bos[0] for g in got)
+            assert sum(g[1][1] != bos[0] for g in got) > len(got) // 2  # most windows start inside a document
+
+
+def test_identical_tokenizers_with_teacher_bos_shift_by_one(refs, tmp_path):
+    """The identity, with teacher_bos: a window that starts inside a document reads [BOS] + the student's window, so
+    position j is aligned with j + 1 and the last one falls beyond teacher_len = seq_len (counted as lost)."""
+    ref = refs["gemma"]
+    twin = load_tokenizer(ref.tokenizer.tokenizer_path)
+    bos = ref.tokenizer.bos_id
+    seq_len = 11
+    samples = list(_aligned(_docs_file(tmp_path, DOCS * 2), ref.tokenizer, twin, seq_len, seq_len, False,
+                            teacher_bos=True))
+    shifted = 0
+    for inputs, _ in samples:
+        student = inputs["input"].tolist()
+        if student[0] == bos:
+            assert inputs["teacher_input"].tolist() == student
+            assert inputs["teacher_index"].tolist() == list(range(seq_len))
+        else:
+            shifted += 1
+            assert inputs["teacher_input"].tolist() == [bos] + student[:-1]
+            assert inputs["teacher_index"].tolist() == [*range(1, seq_len), -1]
+            assert int(inputs["teacher_lost"]) == 1
+    assert 0 < shifted < len(samples)
+
+
+def test_byte_fallback_pieces_each_get_their_byte(refs):
+    """A character outside the vocabulary is one <0xNN> piece per UTF-8 byte, all with that character's offsets."""
+    byte_tokenizer = ByteTokenizer.build(refs["gemma"].tokenizer, "let.teacher_path")
+    text = "x \U0001f642\u6f22"
+    spans = byte_tokenizer.spans(text)
+    tokens = [refs["gemma"].tokenizer.id_to_token(int(i)) for i in spans.ids]
+    raw = text.encode("utf-8")
+    assert tokens[-8:-1] == ["<0xF0>", "<0x9F>", "<0x99>", "<0x82>", "<0xE6>", "<0xBC>", "<0xA2>"]
+    assert spans.start[-8:-1].tolist() == list(range(2, 9)) and spans.end[-8:-1].tolist() == list(range(3, 10))
+    assert spans.covers and spans.end[-1] == len(raw)
+
+
+@pytest.mark.parametrize("style", ["llama2", "mistral"])
+def test_a_prefix_space_is_aligned_but_has_no_per_token_table(refs, style):
+    """Llama 2 / Mistral put '▁' before every text: offsets give that '▁' no byte (the alignment reference above
+    agrees), but a per-id table would count one byte per document that is not in it: bits per byte and the caught-up
+    rule refuse it in one line naming the key and what needs the bytes."""
+    tokenizer = refs[style].tokenizer
+    spans = ByteTokenizer.build(tokenizer, "let.teacher_path").spans("Hi")
+    assert tokenizer.id_to_token(int(spans.ids[1])).startswith(METASPACE) and spans.start[1] == 0
+    with pytest.raises(LETConfigError) as error:
+        token_byte_lengths(tokenizer, "let.teacher_path", "bits per byte")
+    message = str(error.value)
+    assert message.startswith(f"let.teacher_path='{tokenizer.tokenizer_path}': its tokens do not cover the text")
+    assert "prefix space" in message and "which bits per byte needs" in message and "\n" not in message

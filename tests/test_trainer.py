@@ -219,6 +219,11 @@ REFUSED_BEFORE_START = {
         ("--let.token_alignment", "bytes", "--model.hf_assets_path", "{wordlevel}"),
         "model.hf_assets_path='",
     ),
+    # the caught-up rule compares losses per byte: with the same tokenizer too, it needs every token's bytes
+    "caught-up stop rule with a tokenizer that does not say its bytes": (
+        ("--let.stop_when", "caught_up", "--model.hf_assets_path", "{wordlevel}"),
+        "which let.stop_when='caught_up' (it compares both models' loss per byte of text; or stop_when='step') needs",
+    ),
 }
 
 

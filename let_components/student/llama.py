@@ -37,6 +37,8 @@ student_args = {
     # the project's tiny teacher (assets/teacher_debug, 2.1M parameters) and the debug student (7.2M)
     "debug_teacher": _args(dim=128, n_layers=4, n_heads=4, vocab_size=4096),
     "debugmodel": _args(dim=256, n_layers=6, n_heads=8, vocab_size=4096),
+    # the debug student 1.5x wider, same depth (about 2x its FLOPs per token): does LET's effect move with width?
+    "debugwide": _args(dim=384, n_layers=6, n_heads=8, vocab_size=4096),
     # the paper's LLaMA-architecture students; vocab_size is replaced by the teacher's
     "1.4B": _args(dim=2048, n_layers=24, n_heads=16, multiple_of=256, ffn_dim_multiplier=5632 / 5461),
     "3B": _args(dim=2560, n_layers=32, n_heads=20, multiple_of=256),

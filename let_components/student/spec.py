@@ -71,7 +71,7 @@ class StudentArgsMixin:
         bytes_aligned = let.token_alignment == "bytes"
         self.vocab_size = build_tokenizer(job_config).get_vocab_size() if bytes_aligned else teacher["vocab_size"]
         if let.enable and let.projection == "linear":
-            self.projection_dim = teacher_architecture(teacher, let.teacher_path).output_width(
+            self.projection_dim = teacher_architecture(teacher, let.teacher_path, let.teacher_backend).output_width(
                 teacher, let.teacher_layer
             )
 

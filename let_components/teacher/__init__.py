@@ -1,6 +1,7 @@
 """Frozen, forward-only teachers loaded from Hugging Face-format folders.
 
-Architectures register themselves by HF `model_type` (registry.py), so adding one never touches the trainer.
+Architectures register themselves by HF `model_type` (registry.py), so adding one never touches the trainer; a
+model_type with no native module is built by transformers (transformers_backend.py, let.teacher_backend).
 Reading the folder (checkpoint.py), the checks before start (checks.py), loading (loader.py) and the dtype and
 compile policy of a run (build.py) each live in one place.
 """
@@ -16,7 +17,7 @@ from .checkpoint import (
     teacher_config,
 )
 from .checks import check_teacher
-from .loader import load_teacher, teacher_architecture
+from .loader import load_teacher, teacher_architecture, teacher_backend
 from .registry import TEACHER_ARCHITECTURES, TeacherArchitecture, TeacherModel, TeacherOptions, register_teacher
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "register_teacher",
     "release_cuda_graphs",
     "teacher_architecture",
+    "teacher_backend",
     "teacher_compiled",
     "teacher_config",
     "teacher_forward",

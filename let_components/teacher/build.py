@@ -22,7 +22,8 @@ def build_teacher(job_config: JobConfig, device: torch.device, attn_type: str = 
     student's backend when `teacher_compiled`."""
     let = job_config.let
     dtype = torch.float32 if platform.on_cpu() else TORCH_DTYPE_MAP[let.teacher_dtype]
-    options = TeacherOptions(layer=let.teacher_layer, max_seq_len=teacher_seq_len(job_config), attn_type=attn_type)
+    options = TeacherOptions(layer=let.teacher_layer, max_seq_len=teacher_seq_len(job_config), attn_type=attn_type,
+                             backend=let.teacher_backend)
     teacher = load_teacher(let.teacher_path, device, dtype, options)
     if teacher_compiled(job_config):
         if let.teacher_compile_mode == "default":

@@ -1,10 +1,11 @@
 """Checks of the teacher folder that run before torchtitan builds anything (no process group, no weights read)."""
 
 from torchtitan.config import JobConfig
+from torchtitan.tools.logging import logger
 
 from ..config import LETConfigError, teacher_seq_len
 from .checkpoint import check_teacher_unchanged, teacher_config
-from .loader import build_meta_teacher, check_weights, teacher_architecture
+from .loader import build_meta_teacher, check_weights, teacher_architecture, teacher_backend
 from .registry import TeacherOptions, resolve_layer
 
 
@@ -15,7 +16,10 @@ def check_teacher(job_config: JobConfig, teacher_needed: bool, resuming: bool = 
     teacher the run started with."""
     let = job_config.let
     config = teacher_config(let.teacher_path, job_config.job.dump_folder)
-    architecture = teacher_architecture(config, let.teacher_path)
+    backend = teacher_backend(config, let.teacher_path, let.teacher_backend)
+    logger.info(f"[LET] teacher model_type {config.get('model_type')!r}: {backend} backend "
+                f"(let.teacher_backend={let.teacher_backend!r})")
+    architecture = teacher_architecture(config, let.teacher_path, backend)
     resolve_layer(let.teacher_layer, config["num_hidden_layers"])
     max_positions, length = architecture.max_positions(config), teacher_seq_len(job_config)
     if max_positions is not None and length > max_positions:
@@ -25,7 +29,7 @@ def check_teacher(job_config: JobConfig, teacher_needed: bool, resuming: bool = 
             f"tokens; use {key} <= {max_positions}"
         )
     if teacher_needed:
-        options = TeacherOptions(layer=let.teacher_layer, max_seq_len=length, attn_type=attn_type)
+        options = TeacherOptions(layer=let.teacher_layer, max_seq_len=length, attn_type=attn_type, backend=backend)
         model = build_meta_teacher(config, architecture, options)
         check_weights(let.teacher_path, config, architecture, model)
         if resuming:

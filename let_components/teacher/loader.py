@@ -9,17 +9,40 @@ from torchtitan.tools import utils
 from ..config import LETConfigError
 from .checkpoint import load_hf_state_dict, read_hf_config, weight_shapes
 from .registry import TEACHER_ARCHITECTURES, TeacherArchitecture, TeacherModel, TeacherOptions
+from .transformers_backend import INSTALL, TRANSFORMERS_ARCHITECTURE, transformers_model_types
 
 
-def teacher_architecture(config: dict, path: str | os.PathLike = "") -> TeacherArchitecture:
-    """The registered architecture for a config.json, or a one-line error listing what is supported."""
+def teacher_backend(config: dict, path: str | os.PathLike = "", backend: str = "auto") -> str:
+    """Which backend builds this config.json's teacher (let.teacher_backend): native where this package has a module
+    for its model_type, else transformers; a one-line error naming both when neither can."""
     model_type = config.get("model_type")
-    if model_type not in TEACHER_ARCHITECTURES:
+    native = model_type in TEACHER_ARCHITECTURES
+    if backend == "native" or (backend == "auto" and native):
+        if not native:
+            raise LETConfigError(
+                f"let.teacher_backend='native': model_type {model_type!r} at let.teacher_path='{path}' has no native "
+                f"module (native: {sorted(TEACHER_ARCHITECTURES)}); use teacher_backend = 'auto' or 'transformers'"
+            )
+        return "native"
+    known = transformers_model_types()
+    if known is None:
         raise LETConfigError(
-            f"let.teacher_path='{path}': model_type {model_type!r} is not a supported teacher; "
-            f"supported: {sorted(TEACHER_ARCHITECTURES)}"
+            f"let.teacher_path='{path}': model_type {model_type!r} has no native module (native: "
+            f"{sorted(TEACHER_ARCHITECTURES)}) and the transformers backend is not installed ({INSTALL})"
         )
-    return TEACHER_ARCHITECTURES[model_type]
+    if model_type not in known:
+        raise LETConfigError(
+            f"let.teacher_path='{path}': model_type {model_type!r} is not a supported teacher: neither a native "
+            f"module (native: {sorted(TEACHER_ARCHITECTURES)}) nor a causal LM the installed transformers can build"
+        )
+    return "transformers"
+
+
+def teacher_architecture(config: dict, path: str | os.PathLike = "", backend: str = "auto") -> TeacherArchitecture:
+    """The architecture that builds a config.json's teacher with `backend` (see teacher_backend)."""
+    if teacher_backend(config, path, backend) == "native":
+        return TEACHER_ARCHITECTURES[config["model_type"]]
+    return TRANSFORMERS_ARCHITECTURE
 
 
 def build_meta_teacher(config: dict, architecture: TeacherArchitecture, options: TeacherOptions,
@@ -72,9 +95,11 @@ def load_teacher(
     The result is in eval mode with `requires_grad=False` everywhere: LET never trains the teacher.
     """
     config = read_hf_config(path)
-    architecture = teacher_architecture(config, path)
+    architecture = teacher_architecture(config, path, options.backend)
     model = build_meta_teacher(config, architecture, options, dtype)
     check_weights(path, config, architecture, model)
+    if architecture.load is not None:
+        return architecture.load(path, config, options, device, dtype).eval().requires_grad_(False)
     state_dict = architecture.convert_state_dict(config, load_hf_state_dict(path))
     # Blocks after the requested layer (and the LM head of tied checkpoints) are not in the module.
     wanted = model.state_dict().keys()

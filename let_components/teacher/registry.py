@@ -47,6 +47,9 @@ class TeacherArchitecture:
     """Width of the state returned for `teacher_layer` (OPT-350m's final state is word_embed_proj_dim wide)."""
     max_positions: Callable[[dict[str, Any]], int | None] = lambda config: None
     """Longest sequence the weights support (learned positions), None when there is no hard limit."""
+    load: Callable[..., nn.Module] | None = None
+    """(path, config, options, device, dtype) -> the loaded module, for a backend that reads the folder itself
+    (transformers); None: built on the meta device and filled from the safetensors by `convert_state_dict`."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class TeacherOptions:
     """Positions to precompute (the student's training.seq_len)."""
     attn_type: str = "sdpa"
     """The student's attention kernel, so a student's block-causal mask applies to the teacher too."""
+    backend: str = "auto"
+    """let.teacher_backend: native (this package's module for the model_type), transformers, or auto (native where
+    there is one)."""
 
 
 TEACHER_ARCHITECTURES: dict[str, TeacherArchitecture] = {}

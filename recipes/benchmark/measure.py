@@ -14,8 +14,6 @@ import importlib.metadata
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -28,8 +26,8 @@ from let_components import platform
 
 from ..job_config import parse_job_config
 from ..run_logs import mean_and_std, read_scalars
+from .launch import run_training
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ("baseline", "let")
 PHASES = ("aligning", "after")
 # every step logged, to TensorBoard; nothing else (validation, checkpoints) inside the timed steps
@@ -66,7 +64,9 @@ class BenchmarkSpec:
     extra_args: list[str] = field(default_factory=list)
     """Passed to both configs' runs (e.g. --training.seq_len 128)."""
     ngpu: int | None = None
-    """NGPU for run_train.sh; None lets it count the machine's accelerators."""
+    """NGPU for run_train.sh; None lets it count the machine's accelerators; 1 runs one process, no launcher."""
+    let_first: bool = False
+    """Each repeat runs LET before the baseline (when the LET run is the one that must not be skipped)."""
     teacher_timing: bool = True
     """Also time the teacher forward alone in this process."""
     label: str = ""
@@ -191,25 +191,6 @@ def train_args(spec: BenchmarkSpec, config: str, dump_folder: Path) -> list[str]
     return args
 
 
-def run_training(args: list[str], log_file: Path, ngpu: int | None) -> float:
-    """One run_train.sh subprocess, console to `log_file`; returns its wall time in seconds."""
-    # launched by this interpreter: the torch and torchtitan whose versions the report records
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable}
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    if ngpu is not None:
-        env["NGPU"] = str(ngpu)
-    start = time.perf_counter()
-    with log_file.open("w") as log:
-        result = subprocess.run(
-            ["bash", str(REPO_ROOT / "run_train.sh"), *args], cwd=REPO_ROOT, env=env, stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    if result.returncode != 0:
-        tail = "".join(log_file.read_text().splitlines(keepends=True)[-30:])
-        raise RuntimeError(f"run_train.sh exited with {result.returncode} (log: {log_file}):\n{tail}")
-    return time.perf_counter() - start
-
-
 def measure_run(spec: BenchmarkSpec, config: str, repeat: int, measured: dict[str, list[int]]) -> dict[str, Any]:
     # absolute: run_train.sh runs in the repository root, this process may not
     dump_folder = Path(spec.out).resolve() / "runs" / f"{config}_{repeat}"
@@ -302,14 +283,14 @@ def device_name() -> str:
     return f"{model}, {os.cpu_count()} cores, no accelerator"
 
 
-def run_metadata(spec: BenchmarkSpec) -> dict[str, Any]:
+def run_metadata(command: str) -> dict[str, Any]:
     on_cpu = platform.on_cpu()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": device_name(),
         "torch": torch.__version__,
         "torchtitan": importlib.metadata.version("torchtitan"),
-        "command": spec.command,
+        "command": command,
         "env": {key: os.environ[key] for key in RECORDED_ENV if key in os.environ},
         "load_average_1min": os.getloadavg()[0],
         "memory_metric": (
@@ -330,10 +311,11 @@ def run_benchmark(spec: BenchmarkSpec) -> dict[str, Any]:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = os.getloadavg()[0]
     runs = [
-        measure_run(spec, config, repeat, measured) for repeat in range(1, spec.repeats + 1) for config in CONFIGS
+        measure_run(spec, config, repeat, measured) for repeat in range(1, spec.repeats + 1)
+        for config in (reversed(CONFIGS) if spec.let_first else CONFIGS)
     ]
     # only now: asking CUDA for the device name would hold a CUDA context beside every training run
-    meta = {**run_metadata(spec), "date": started, "load_average_1min": load_before}
+    meta = {**run_metadata(spec.command), "date": started, "load_average_1min": load_before}
     meta["load_average_1min_after"] = os.getloadavg()[0]
     results = aggregate(runs)
     report: dict[str, Any] = {

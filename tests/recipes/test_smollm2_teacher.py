@@ -124,7 +124,7 @@ def test_teacher_is_pretrained_lm_loss_far_below_uniform(smollm2_instruct, teach
     from recipes.bits_per_byte import measure
 
     tokenizer = load_tokenizer(smollm2_instruct)
-    result = measure(lambda x: teacher.logits(teacher(x)), tokenizer, "teacher", english_samples(), MAX_SEQ_LEN)
+    result = measure(lambda x: teacher.logits(teacher(x)), tokenizer, "teacher", english_samples(), 768, MAX_SEQ_LEN)
     print(f"\n[smollm2_teacher] LM loss on {result['tokens']} tokens ({result['bytes']} bytes) of the sample corpus: "
           f"{result['nats_per_token']:.3f} nats/token, {result['bits_per_byte']:.3f} bits/byte "
           f"(uniform: {math.log(49152):.2f} nats/token)")

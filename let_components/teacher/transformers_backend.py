@@ -1,0 +1,183 @@
+"""Any causal LM that transformers can build, as a frozen teacher: the backend for a `model_type` with no native module.
+
+The native modules (llama, qwen, gpt_neox, opt) are torchtitan-style re-implementations: fast, compilable, with the
+student's attention kernels. Every other family (Gemma 3, Phi, Mistral, ...) costs nothing to add this way: the
+folder is read by transformers' own `from_pretrained` (tied weights, prefixes, RoPE variants, sliding windows), and
+the module meets the same teacher protocol - frozen, no grad, eval, `teacher_layer` with the native meaning:
+
+- -1: the final state after the final norm, the base model's `last_hidden_state`;
+- i >= 0: the OUTPUT of block i, read by a forward hook (transformers' `hidden_states[-1]` is after the final norm,
+  so the list of hidden states would give the wrong thing for the last block); the blocks after i are dropped.
+
+transformers is an optional extra (`pip install "let-titan[hf]"`), imported only here and only when this backend
+is chosen, so a run with a native teacher never imports it.
+"""
+
+import functools
+import json
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import LETConfigError
+from .checkpoint import check_finite
+from .registry import TeacherArchitecture, TeacherOptions, resolve_layer
+
+INSTALL = 'pip install "let-titan[hf]"'
+
+
+def transformers_model_types() -> set[str] | None:
+    """The model_types transformers can build as a causal LM, or None when transformers is not installed."""
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    except ImportError:
+        return None
+    return set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+
+
+def _config_object(config: dict[str, Any]) -> Any:
+    from transformers import AutoConfig
+
+    values = {key: value for key, value in config.items() if key != "model_type"}
+    return AutoConfig.for_model(config["model_type"], **values)
+
+
+def _build_lm(config: dict[str, Any]) -> nn.Module:
+    """The *ForCausalLM module of config.json, on the current device context (meta for the pre-start checks), with
+    transformers' default attention (sdpa where the family has it)."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_config(_config_object(config))
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise LETConfigError(
+            f"let.teacher_backend='transformers': transformers cannot build model_type {config.get('model_type')!r} "
+            f"from this config.json ({reason})"
+        ) from None
+
+
+def _blocks(lm: nn.Module, n_layers: int) -> nn.ModuleList:
+    """The decoder's list of blocks, whatever the family calls it (layers, h, decoder.layers, ...)."""
+    lists = [m for m in lm.base_model.modules() if isinstance(m, nn.ModuleList) and len(m) == n_layers]
+    if len(lists) != 1:
+        raise LETConfigError(
+            f"let.teacher_backend='transformers': cannot tell this model's {n_layers} blocks apart (found "
+            f"{len(lists)} lists of that length); use teacher_layer = -1 or a native model_type"
+        )
+    return lists[0]
+
+
+class TransformersTeacher(nn.Module):
+    """A transformers *ForCausalLM cut after the requested block; `logits` uses its own LM head."""
+
+    backend = "transformers"
+
+    def __init__(self, lm: nn.Module, options: TeacherOptions):
+        super().__init__()
+        if options.attn_type != "sdpa":
+            raise LETConfigError(
+                f"model.flavor: the student's attn_type={options.attn_type!r} (document masking) has no equivalent in "
+                "the transformers teacher backend, which attends causally over the whole window; use an sdpa flavor "
+                "or a native model_type (let.teacher_backend = 'native')"
+            )
+        config = lm.config.get_text_config()
+        self.lm = lm
+        self.hidden_size, self.vocab_size = config.hidden_size, config.vocab_size
+        self.n_layers, self.max_seq_len = config.num_hidden_layers, None
+        self.softcap = getattr(config, "final_logit_softcapping", None)
+        self.layer = options.layer
+        blocks = _blocks(lm, self.n_layers)
+        last = resolve_layer(options.layer, self.n_layers)
+        del blocks[last + 1:]
+        self._block_output: torch.Tensor | None = None
+        if options.layer >= 0:
+            blocks[last].register_forward_hook(self._keep_block_output)
+
+    def _keep_block_output(self, module: nn.Module, args: Any, output: Any) -> None:
+        self._block_output = output[0] if isinstance(output, tuple) else output
+
+    def forward(self, tokens: torch.Tensor, attention_masks: Any = None) -> torch.Tensor:
+        assert attention_masks is None, "the transformers backend attends causally (sdpa students only)"
+        final = self.lm.base_model(input_ids=tokens, use_cache=False).last_hidden_state
+        if self.layer == -1:
+            return final
+        output, self._block_output = self._block_output, None
+        return output
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.lm.get_output_embeddings()(hidden)
+        if self.softcap:  # Gemma 2 style: the LM head's logits pass through cap * tanh(x / cap)
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def init_buffers(self) -> None:
+        pass  # from_pretrained builds the module on its device: its RoPE tables and scales are already right
+
+
+def build_transformers_teacher(config: dict[str, Any], options: TeacherOptions) -> TransformersTeacher:
+    return TransformersTeacher(_build_lm(config), options)
+
+
+def load_transformers_teacher(path: str | os.PathLike, config: dict[str, Any], options: TeacherOptions,
+                              device: torch.device | str, dtype: torch.dtype) -> TransformersTeacher:
+    """transformers reads the folder itself (tied weights, shards, buffers), then the teacher is cut to its layer."""
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(path, config=_config_object(config), dtype=dtype, local_files_only=True)
+    teacher = TransformersTeacher(lm.to(device), options)
+    for name, parameter in teacher.lm.named_parameters():  # what load_hf_state_dict checks on the native path
+        check_finite(path, "the folder's", name, parameter)
+    return teacher
+
+
+@functools.lru_cache(maxsize=8)
+def _meta_lm(config_json: str) -> nn.Module:
+    with torch.device("meta"):
+        return _build_lm(json.loads(config_json))
+
+
+def convert_transformers_state_dict(config: dict[str, Any],
+                                    hf_state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoint names -> this module's (`lm.` + the *ForCausalLM's name) for the pre-start weight check, renamed as
+    transformers' own loader renames them (old names such as GPT-NeoX's `embed_out`, base-model prefixes); a tied LM
+    head is the embedding it shares. A tensor that transformers fuses with others on loading (a converter) stands in
+    at the fused shape: its sources are checked by name only, and transformers checks their shapes at load."""
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+    lm = _meta_lm(json.dumps(config, sort_keys=True))
+    meta = lm.state_dict()
+    mapping = get_model_conversion_mapping(lm)
+    renamings = [entry for entry in mapping if isinstance(entry, WeightRenaming)]
+    converters = [entry for entry in mapping if isinstance(entry, WeightConverter)]
+    tied = getattr(lm, "_tied_weights_keys", None)
+    tied = tied if isinstance(tied, dict) and lm.config.get_text_config().tie_word_embeddings else {}
+    converted = {}
+    for key, value in hf_state_dict.items():
+        name, fused = rename_source_key(key, renamings, converters, lm.base_model_prefix, meta)
+        if name not in meta and key in meta:  # as transformers' loader: the key was right, only a prefix is wanted
+            name, fused = rename_source_key(key, [], [], lm.base_model_prefix, meta)
+        if fused is not None and name in meta:
+            value = torch.empty(meta[name].shape, device="meta")
+        converted["lm." + name] = value
+        converted.update({"lm." + target: value for target, source in tied.items() if source == name})
+    return converted
+
+
+def output_width(config: dict[str, Any], layer: int) -> int:
+    # OPT-350m style models project the final state down to word_embed_proj_dim
+    if layer == -1 and config.get("word_embed_proj_dim"):
+        return config["word_embed_proj_dim"]
+    text = config.get("text_config", config)
+    return text["hidden_size"]
+
+
+TRANSFORMERS_ARCHITECTURE = TeacherArchitecture(
+    build=build_transformers_teacher,
+    convert_state_dict=convert_transformers_state_dict,
+    output_width=output_width,
+    load=load_transformers_teacher,
+)
