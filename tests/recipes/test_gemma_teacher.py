@@ -24,13 +24,11 @@ from recipes.gemma_teacher import (
     GGUF_NAME,
     GGUF_SHA256,
     PYPI_TEACHER,
-    SOURCE_FILE,
-    TeacherBuildError,
     build_teacher_folder,
     cached_gemma3,
-    default_cache,
     wheel_name,
 )
+from recipes.teacher_build import SOURCE_FILE, TeacherBuildError, default_cache
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs into the forest to find its friends."
 DOCUMENT = ("Gemma reads caf\u00e9,  Gr\u00fc\u00dfe, \u6f22\u5b57 and \U0001f642 \u2014 Gothic \U00010330\U00010331 "

