@@ -50,10 +50,11 @@ class LET:
     schedule: Schedule = "linear"
     """How lambda decays from lambda_0 to 0 over the first stop_step steps."""
 
-    stop_when: Literal["step", "caught_up"] = "step"
-    """step: the teacher teaches on steps 1..stop_step (the paper's). caught_up: it also leaves, from the next step
-    on, once the student's language-modeling loss per byte of text, smoothed, is at or below the teacher's on the
-    same training text (plus caught_up_margin); stop_step stays the schedule's horizon and the hard cap."""
+    stop_when: str = "step"
+    """A rule of let_components/stop/ (its registry). step: the teacher teaches on steps 1..stop_step (the paper's).
+    caught_up: it also leaves, from the next step on, once the student's language-modeling loss per byte of text,
+    smoothed, is at or below the teacher's on the same training text (plus caught_up_margin); stop_step stays the
+    schedule's horizon and the hard cap."""
 
     caught_up_margin: float = 0.0
     """stop_when = "caught_up": bits per byte. The teacher leaves when student_bpb <= teacher_bpb + margin: > 0
@@ -81,8 +82,9 @@ class LET:
     """projection = "interpolate": F.interpolate(mode="linear")'s align_corners (the first and last entries of the
     two vectors coincide). The paper does not say; true is what every number in docs/ was measured with."""
 
-    token_alignment: Literal["same", "bytes"] = "same"
-    """same: the student trains in the teacher's tokenizer and vocabulary, position j = position j (the paper's);
+    token_alignment: str = "same"
+    """An option of let_components/tokens/ (its registry). same: the student trains in the teacher's tokenizer and
+    vocabulary, position j = position j (the paper's);
     bytes: the student keeps its own tokenizer (model.hf_assets_path) and vocabulary, the teacher reads the same
     text in its own tokenization, and student position j is paired with the last teacher token that ends at or
     before the end of student token j (byte-level BPE tokenizer.json and tiktoken files on both sides)."""
@@ -96,8 +98,9 @@ class LET:
     (for tokenizers that put one first, e.g. Gemma's, which reads the sample corpus at 1.29 bits per byte with it and
     1.70 without); it takes one teacher_seq_len slot and is nobody's target. false: the windows as cut."""
 
-    signal: Literal["hidden", "logits"] = "hidden"
-    """What the teacher teaches: hidden = LET (its final hidden state aligned to student block k); logits = logit
+    signal: str = "hidden"
+    """What the teacher teaches, a term of let_components/terms/ (its registry): hidden = LET (its final hidden
+    state aligned to student block k); logits = logit
     distillation (SALT, RKD): KL between the teacher's and the student's next-token distributions."""
 
     kd_temperature: float = 1.0
@@ -165,23 +168,6 @@ def valid_choices(config_class: type, key: str) -> tuple[str, ...]:
     return get_args(annotation)
 
 
-def exclude_projection_from_quantization(job_config: TitanJobConfig) -> None:
-    """The learned LET projection stays in high precision: float8 or MX would quantise the alignment signal. Both of
-    torchtitan's linear converters read their own filter list, so the projection joins each."""
-    linear = job_config.quantize.linear
-    for converter in (linear.float8, linear.mx):
-        if "let_projection" not in converter.filter_fqns:
-            converter.filter_fqns = [*converter.filter_fqns, "let_projection"]
-
-
-def teacher_seq_len(job_config: TitanJobConfig) -> int:
-    """Tokens per teacher window: the student's training.seq_len, or let.teacher_seq_len when aligned by bytes."""
-    let = job_config.let
-    if let.token_alignment == "bytes" and let.teacher_seq_len:
-        return let.teacher_seq_len
-    return job_config.training.seq_len
-
-
 def complete_checkpoint_steps(folder: Path) -> list[int]:
     """Steps of the COMPLETE checkpoints in a checkpoint folder, by torchtitan 0.2.2's own test
     (CheckpointManager._find_load_step): a step-N folder holding DCP's `.metadata`, which is written last, or a
@@ -207,105 +193,3 @@ def latest_checkpoint_step(job_config: TitanJobConfig) -> int:
     if ckpt.load_step >= 0:
         return ckpt.load_step
     return max(complete_checkpoint_steps(folder), default=0)
-
-
-def check_logits_signal(let: LET) -> None:
-    """signal = "logits" compares next-token distributions position by position, off the teacher's LM head."""
-    if not let.kd_temperature > 0:
-        raise LETConfigError(f"let.kd_temperature={let.kd_temperature}: must be > 0 (1.0 = the plain softmax)")
-    if let.kd_chunk_tokens < 1:
-        raise LETConfigError(f"let.kd_chunk_tokens={let.kd_chunk_tokens}: must be >= 1")
-    if let.kd_combine == "mix" and let.lambda_0 > 1:
-        raise LETConfigError(
-            f"let.lambda_0={let.lambda_0}: with kd_combine='mix' the CE weight is 1 - lambda, so lambda_0 must be <= 1"
-        )
-    if let.teacher_layer != -1:
-        raise LETConfigError(
-            f"let.teacher_layer={let.teacher_layer}: signal='logits' reads the teacher's LM head, which follows its "
-            "final layer; use teacher_layer = -1 (or signal = 'hidden')"
-        )
-    if let.token_alignment != "same":
-        raise LETConfigError(
-            f"let.token_alignment={let.token_alignment!r}: signal='logits' compares distributions over the same "
-            "token ids, which needs one vocabulary; use token_alignment = 'same' (or signal = 'hidden', which aligns "
-            "across tokenizers)"
-        )
-    if let.projection != "interpolate":
-        raise LETConfigError(
-            f"let.projection={let.projection!r}: a learned projection serves signal='hidden' only (with 'logits' it "
-            "would never be trained); use 'interpolate'"
-        )
-
-
-def check_caught_up(let: LET) -> None:
-    """stop_when = "caught_up" compares the two LM losses through the teacher's LM head."""
-    for key in ("caught_up_every", "caught_up_window", "caught_up_sequences"):
-        if getattr(let, key) < 1:
-            raise LETConfigError(f"let.{key}={getattr(let, key)}: must be >= 1")
-    if let.caught_up_min_steps < 0:
-        raise LETConfigError(f"let.caught_up_min_steps={let.caught_up_min_steps}: must be >= 0")
-    if let.teacher_layer != -1:
-        raise LETConfigError(
-            f"let.teacher_layer={let.teacher_layer}: stop_when='caught_up' reads the teacher's LM head, which follows "
-            "its final layer; use teacher_layer = -1 (or stop_when = 'step')"
-        )
-
-
-def check_let_config(job_config: JobConfig, student_layers: int) -> None:
-    """Every `[let]` mistake we can see without building anything, each as a one-line error naming the key."""
-    let, training, parallelism = job_config.let, job_config.training, job_config.parallelism
-    if let.lambda_0 < 0:
-        raise LETConfigError(f"let.lambda_0={let.lambda_0}: must be >= 0 (the paper uses 0.1)")
-    for key in ("schedule", "projection", "teacher_backend", "teacher_dtype", "teacher_compile_mode", "signal",
-                "kd_direction", "kd_combine", "token_alignment", "stop_when"):
-        value, valid = getattr(let, key), valid_choices(LET, key)
-        if value not in valid:
-            raise LETConfigError(f"let.{key}={value!r}: valid are {', '.join(valid)}")
-    if let.signal == "logits":
-        check_logits_signal(let)
-    if let.teacher_seq_len < 0:
-        raise LETConfigError(f"let.teacher_seq_len={let.teacher_seq_len}: must be >= 0 (0: training.seq_len)")
-    if let.token_alignment == "bytes" and job_config.training.dataloader.num_workers > 1:
-        raise LETConfigError(
-            f"training.dataloader.num_workers={job_config.training.dataloader.num_workers}: token_alignment='bytes' "
-            "takes 0 or 1 (torchtitan's text dataset is not split between workers; 1 moves the tokenization off "
-            "the training step)"
-        )
-    if let.stop_when == "caught_up":
-        check_caught_up(let)
-    if not 1 <= let.stop_step <= training.steps:
-        raise LETConfigError(
-            f"let.stop_step={let.stop_step}: must be in 1..training.steps={training.steps} "
-            "(alignment runs on steps 1..stop_step)"
-        )
-    if not 0 <= let.student_layer < student_layers:
-        raise LETConfigError(
-            f"let.student_layer={let.student_layer}: the student has {student_layers} blocks; "
-            f"use 0..{student_layers - 1} (an early block, e.g. about a quarter of the depth)"
-        )
-    for key in ("pipeline_parallel_degree", "context_parallel_degree", "tensor_parallel_degree"):
-        degree = getattr(parallelism, key)
-        if degree > 1:
-            raise LETConfigError(
-                f"parallelism.{key}={degree}: not supported with LET yet (the block-k alignment needs the whole "
-                "sequence and hidden state on one rank); use FSDP/HSDP (data_parallel_*_degree) or let.enable=false"
-            )
-    if let.teacher_compile_mode != "default":
-        compile_config = job_config.compile
-        if not (compile_config.enable and let.teacher_compile and compile_config.backend == "inductor"):
-            raise LETConfigError(
-                f"let.teacher_compile_mode={let.teacher_compile_mode!r}: needs a compiled teacher with inductor "
-                f"(compile.enable=true, let.teacher_compile=true, compile.backend='inductor'; here "
-                f"{compile_config.enable}, {let.teacher_compile}, {compile_config.backend!r}); or use 'default'"
-            )
-    for key in ("expert_parallel_degree", "expert_tensor_parallel_degree"):
-        degree = getattr(parallelism, key)
-        if degree > 1:
-            raise LETConfigError(
-                f"parallelism.{key}={degree}: expert parallelism is not supported with LET yet (untested: it needs "
-                "2+ GPUs); MoE students train with FSDP/HSDP, experts sharded like every other weight"
-            )
-    if not let.teacher_path:
-        raise LETConfigError(
-            "let.teacher_path is empty: set it to a Hugging Face model folder (config.json + safetensors)"
-        )

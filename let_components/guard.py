@@ -23,8 +23,9 @@ import torchtitan.distributed.utils as dist_utils
 
 from .config import LETRuntimeError
 
-TERMS = ("teacher_output", "teacher_lm_loss", "ce_loss", "alignment_loss", "distillation_loss", "grad_norm")
-"""What the guard checks, in the words of its error line (grad_norm: torchtitan's total gradient norm)."""
+STEP_VALUES = ("teacher_output", "teacher_lm_loss", "ce_loss")
+"""What the guard checks besides the teacher term (named by the term) and grad_norm (torchtitan's total gradient
+norm), in the words of its error line."""
 
 
 class GradNormTap:
@@ -56,18 +57,19 @@ def tap_grad_norm() -> GradNormTap:
 class NonFiniteGuard:
     """Per-step non-finite marks kept on the device until `check`, which runs once per step before the optimizer."""
 
-    def __init__(self, device: torch.device, teacher_path: str):
+    def __init__(self, device: torch.device, teacher_path: str, term_name: str):
         self.teacher_path = teacher_path
-        self._marks = torch.zeros(len(TERMS), device=device)
+        self.names = (*STEP_VALUES, term_name, "grad_norm")
+        self._marks = torch.zeros(len(self.names), device=device)
         self.grad_norm = tap_grad_norm()
 
     def start_step(self) -> None:
         self._marks.zero_()
 
     def record(self, **terms: torch.Tensor) -> None:
-        """Mark each named term (a name of TERMS) that holds a NaN or inf; no host sync."""
+        """Mark each named value (one of `names`) that holds a NaN or inf; no host sync."""
         for name, value in terms.items():
-            index = TERMS.index(name)
+            index = self.names.index(name)
             self._marks[index] += (~torch.isfinite(value.detach())).any().to(self._marks.dtype)
 
     def check(self, step: int, weight: float) -> None:
@@ -76,7 +78,7 @@ class NonFiniteGuard:
         marks = self._marks.clone()
         if dist.is_initialized():
             dist.all_reduce(marks, op=dist.ReduceOp.MAX)
-        bad = [name for name, mark in zip(TERMS, marks.tolist(), strict=True) if mark > 0]
+        bad = [name for name, mark in zip(self.names, marks.tolist(), strict=True) if mark > 0]
         if bad:
             raise LETRuntimeError(nonfinite_message(bad, step, weight, self.teacher_path))
 

@@ -15,7 +15,9 @@ import signal
 import torch
 import torch.distributed as dist
 from torchtitan.components.checkpoint import AsyncMode, CheckpointManager
+from torchtitan.config import JobConfig
 from torchtitan.tools.logging import logger
+from torchtitan.train import Trainer
 
 
 class PreemptionFlag:
@@ -70,3 +72,21 @@ def save_for_requeue(checkpointer: CheckpointManager, step: int) -> None:
     )
     checkpointer._purge_stale_checkpoints()
     logger.info(f"SIGTERM: saved step {step} to {checkpoint_id}; exiting for requeue")
+
+
+class PreemptibleTrainer(Trainer):
+    """torchtitan's Trainer that checkpoints and stops cleanly on SIGTERM: a baseline's trainer (let.enable =
+    false), and the base of LETTrainer."""
+
+    def __init__(self, job_config: JobConfig):
+        super().__init__(job_config)
+        self.preemption = PreemptionFlag()
+
+    def should_continue_training(self) -> bool:
+        """After SIGTERM on any rank: checkpoint the finished step (if checkpointing is on) and stop cleanly."""
+        if self.preemption.agreed():
+            save_for_requeue(self.checkpointer, self.step)
+        elif super().should_continue_training():
+            return True
+        self.preemption.finish()
+        return False

@@ -14,8 +14,6 @@ from typing import Any
 import torch
 
 from .config import JobConfig, LETConfigError
-from .teacher import keep_teacher_config, keep_teacher_fingerprint
-from .tokenizer import keep_teacher_tokenizer
 
 RUN_RECORD = "let_run.json"
 DECISION = "stop_decision"
@@ -57,16 +55,10 @@ def record_decision(dump_folder: str | Path, decision: dict[str, Any] | None) ->
     write_record(dump_folder, record if decision is None else {**record, DECISION: decision}, resuming=False)
 
 
-def record_run(job_config: JobConfig, teacher_needed: bool, resuming: bool) -> None:
-    """At start (rank 0): keep the teacher's shapes and tokenizer with the job (a resume after the teacher left needs
-    no teacher folder), its fingerprint (a resume while it teaches must find the same teacher) and the run record."""
+def record_run(job_config: JobConfig, resuming: bool) -> None:
+    """At start (rank 0): the run's [let] values, training.steps and student.init."""
     if torch.distributed.get_rank() != 0:
         return
-    let, dump_folder = job_config.let, job_config.job.dump_folder
-    keep_teacher_config(let.teacher_path, dump_folder)
-    if teacher_needed:
-        keep_teacher_fingerprint(let.teacher_path, dump_folder)
-    keep_teacher_tokenizer(let.teacher_path, dump_folder)
-    values = {**dataclasses.asdict(let), "training_steps": job_config.training.steps,
+    values = {**dataclasses.asdict(job_config.let), "training_steps": job_config.training.steps,
               "student_init": job_config.student.init}
-    write_record(dump_folder, values, resuming)
+    write_record(job_config.job.dump_folder, values, resuming)

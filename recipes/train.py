@@ -5,19 +5,21 @@
 
 import os
 import sys
+from collections.abc import Callable
 
 from torchtitan.tools.logging import init_logger, logger
 
 import let_components  # noqa: F401  (registers the student TrainSpec and datasets)
 from let_components import platform
 from let_components.config import LETError
-from let_components.trainer import LETTrainer
+from let_components.trainer import build_trainer
 
 
-def main(trainer_cls: type[LETTrainer] = LETTrainer) -> None:
-    """trainer_cls: tests pass a subclass that injects a fault (e.g. a non-finite alignment term)."""
+def main(trainer_cls: Callable | None = None) -> None:
+    """trainer_cls: LETTrainer or, for a baseline, PreemptibleTrainer (build_trainer chooses); tests pass a LETTrainer
+    subclass that injects a fault (e.g. a non-finite alignment term)."""
     try:
-        platform.main(trainer_cls)
+        platform.main(trainer_cls or build_trainer)
     except LETError as error:
         init_logger()
         logger.error(f"[LET] {error.headline}: {error}")

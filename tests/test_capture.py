@@ -52,8 +52,8 @@ def _alignment_gradients(tied: bool, world_size: int) -> dict:
     """Alignment term only, backward; which parameters got a gradient, and how often the hook fired."""
     from torch.distributed.tensor import DTensor
 
-    from let_components.capture import BlockCapture
-    from let_components.loss import alignment_loss
+    from let_components.terms.alignment import alignment_loss
+    from let_components.terms.capture import BlockCapture
 
     model = _student(tied, world_size)
     calls = []
@@ -129,8 +129,8 @@ def test_hook_on_the_parallelized_block_fires_once_per_forward_and_backward(resu
 
 def test_hook_exists_only_inside_capturing():
     """Validation forwards and every step after stop_step run without the hook (and capture nothing)."""
-    from let_components.capture import BlockCapture
     from let_components.student import Student, StudentArgs
+    from let_components.terms.capture import BlockCapture
 
     model = Student(StudentArgs(dim=32, n_layers=2, n_heads=4, vocab_size=64, max_seq_len=8))
     capture = BlockCapture(model, 1)
@@ -148,8 +148,8 @@ def test_hook_exists_only_inside_capturing():
 def test_a_forward_that_raises_leaves_no_state_behind():
     """Block k ran, then the forward failed: the captured state must not outlive it (memory), nor be popped by the
     next step as if its own."""
-    from let_components.capture import BlockCapture
     from let_components.student import Student, StudentArgs
+    from let_components.terms.capture import BlockCapture
 
     model = Student(StudentArgs(dim=32, n_layers=3, n_heads=4, vocab_size=64, max_seq_len=8))
     capture = BlockCapture(model, 1)

@@ -8,14 +8,8 @@ from torchtitan.config import ConfigManager
 from torchtitan.protocols.train_spec import get_train_spec
 
 import let_components  # noqa: F401  (registers the student specs)
-from let_components.config import (
-    LET,
-    LETConfigError,
-    check_let_config,
-    exclude_projection_from_quantization,
-    latest_checkpoint_step,
-    valid_choices,
-)
+from let_components.config import LET, LETConfigError, latest_checkpoint_step, valid_choices
+from let_components.prestart import check_let_config, exclude_projection_from_quantization
 from let_components.schedule import SCHEDULES
 
 CONFIGS = Path(__file__).resolve().parent.parent / "train_configs"
@@ -119,14 +113,24 @@ def test_bad_values_raise_one_line_errors_naming_the_key(args, message):
 
 
 @pytest.mark.parametrize("key, value", [("schedule", "step"), ("projection", "mlp"), ("teacher_dtype", "float16"),
-                                        ("signal", "attention"), ("kd_direction", "jensen"), ("kd_combine", "max"),
-                                        ("token_alignment", "chars")])
+                                        ("kd_direction", "jensen"), ("kd_combine", "max")])
 def test_choices_come_from_the_literal_annotations(key, value):
     assert valid_choices(LET, "schedule") == SCHEDULES == ("linear", "constant", "cosine")
-    assert valid_choices(LET, "signal") == ("hidden", "logits") and LET().signal == "hidden"  # LET stays the default
     job_config = _parse("salt_debug")
     setattr(job_config.let, key, value)
     with pytest.raises(LETConfigError, match=f"let.{key}='{value}': valid are {', '.join(valid_choices(LET, key))}$"):
+        check_let_config(job_config, 6)
+
+
+@pytest.mark.parametrize("key, value, valid", [("signal", "attention", "hidden, logits"),
+                                               ("token_alignment", "chars", "same, bytes"),
+                                               ("stop_when", "never", "step, caught_up")])
+def test_choices_with_a_registry_come_from_it(key, value, valid):
+    """signal, token_alignment and stop_when name what their packages registered, in registration order."""
+    assert (LET().signal, LET().token_alignment, LET().stop_when) == ("hidden", "same", "step")  # LET's defaults
+    job_config = _parse("let_debug")
+    setattr(job_config.let, key, value)
+    with pytest.raises(LETConfigError, match=f"let.{key}='{value}': valid are {valid}$"):
         check_let_config(job_config, 6)
 
 

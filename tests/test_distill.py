@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from let_components.config import LET, LETConfigError
-from let_components.distill import DistillationTerm, check_distillation_vocab, distillation_sums
 from let_components.student import Student, StudentArgs
+from let_components.terms.distillation import DistillationTerm, check_distillation_vocab, distillation_sums
 
 IGNORE = -100
 

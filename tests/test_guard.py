@@ -22,8 +22,8 @@ def _clipped_step(guard: NonFiniteGuard, grad: torch.Tensor) -> None:
     dist_utils.clip_grad_norm_([parameter], max_norm=1.0, foreach=True)
 
 
-def _guard() -> NonFiniteGuard:
-    guard = NonFiniteGuard(torch.device("cpu"), "teacher/")
+def _guard(term: str = "alignment_loss") -> NonFiniteGuard:
+    guard = NonFiniteGuard(torch.device("cpu"), "teacher/", term)
     guard.start_step()
     return guard
 
@@ -47,8 +47,8 @@ def test_finite_step_passes_and_each_non_finite_term_is_named():
 
 
 def test_non_finite_distillation_term_is_named():
-    """signal = "logits": the KD term is guarded like the alignment term (the same one line)."""
-    guard = _guard()
+    """signal = "logits": the KD term is guarded like the alignment term (the same one line, the term's name)."""
+    guard = _guard("distillation_loss")
     guard.record(teacher_output=torch.ones(2, 4), ce_loss=torch.tensor(2.0), distillation_loss=torch.tensor(0.3))
     _clipped_step(guard, torch.ones(3))
     guard.check(step=1, weight=0.5)

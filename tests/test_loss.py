@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from let_components.capture import BlockCapture
 from let_components.config import LET
-from let_components.loss import alignment_loss, interpolate_width
 from let_components.student import Student, StudentArgs
+from let_components.terms.alignment import alignment_loss, interpolate_width
+from let_components.terms.capture import BlockCapture
 
 
 @pytest.mark.parametrize("align_corners", [True, False])

@@ -13,9 +13,9 @@ from torch.distributed.device_mesh import init_device_mesh
 
 from let_components.config import LET
 from let_components.record import read_record, recorded_decision, write_record
-from let_components.stop import CaughtUp, FixedStop, build_stop_rule
-from let_components.token_alignment import bits_per_byte, lm_loss_sums, text_byte_lengths
-from let_components.tokenizer import load_tokenizer
+from let_components.stop import CaughtUp, FixedStop, teacher_needed
+from let_components.tokens.per_byte import bits_per_byte, lm_loss_sums, text_byte_lengths
+from let_components.tokens.tokenizers import load_tokenizer
 from tests.helpers import (
     ASSETS,
     SHORT_RUN,
@@ -106,9 +106,14 @@ def test_state_round_trip_reproduces_the_decision(tmp_path):
 
 
 def _job(tmp_path, **let) -> SimpleNamespace:
-    """What build_stop_rule reads of a JobConfig (the pre-start checks pass no tokenizer)."""
+    """What the rule reads of a JobConfig when it starts or resumes (its byte tables aside)."""
     defaults = dict(stop_when="caught_up", stop_step=500, caught_up_every=10, caught_up_window=1)
     return SimpleNamespace(let=LET(**{**defaults, **let}), job=SimpleNamespace(dump_folder=str(tmp_path)))
+
+
+def _resumed(job, resume_step: int) -> CaughtUp:
+    """The rule a (re)start builds, without the byte tables a check would measure with."""
+    return CaughtUp(job.let, job.job.dump_folder, decided_step=CaughtUp.recorded_step(job, resume_step))
 
 
 def test_a_checkpoint_from_before_a_recorded_decision_withdraws_it(tmp_path):
@@ -117,14 +122,15 @@ def test_a_checkpoint_from_before_a_recorded_decision_withdraws_it(tmp_path):
     checkpoint has loaded - the teacher still teaches - and let_run.json must not keep the decision."""
     job = _job(tmp_path)
     write_record(tmp_path, {"lambda_0": 0.1}, resuming=False)  # what the run wrote at its start
-    first = build_stop_rule(job)
+    first = _resumed(job, 0)
     for step in range(10, 101, 10):
         _check(first, step, 3.0, 2.0)
     checkpoint_100 = first.state_dict()
     _check(first, 150, 1.0, 2.0)
     assert recorded_decision(tmp_path)["step"] == 150
 
-    replay = build_stop_rule(job, resume_step=100)
+    assert teacher_needed(job, 100)  # the pre-start answer
+    replay = _resumed(job, 100)
     assert replay.teacher_needed(100)
     replay.load_state_dict(checkpoint_100)
     assert recorded_decision(tmp_path) is None and read_record(tmp_path)["lambda_0"] == 0.1
@@ -132,8 +138,8 @@ def test_a_checkpoint_from_before_a_recorded_decision_withdraws_it(tmp_path):
         _check(replay, step, 3.0, 2.0)  # not caught up this time
     checkpoint_170 = replay.state_dict()
 
-    resumed = build_stop_rule(job, resume_step=170)
-    assert resumed.teacher_needed(170)  # before the fix: False, from the stale record, so no check ran
+    assert teacher_needed(job, 170)  # before the fix: False, from the stale record, so no check ran
+    resumed = _resumed(job, 170)
     resumed.load_state_dict(checkpoint_170)
     assert resumed.teacher_needed(170) and resumed.weight(171) == pytest.approx(0.1 * (500 - 170) / 500)
 
@@ -145,7 +151,7 @@ def test_a_checkpoint_holding_a_decision_the_record_lacks_restores_it(tmp_path):
     rule.load_state_dict(decided.state_dict())
     assert recorded_decision(tmp_path) == {"step": 40, "student_bits_per_byte": pytest.approx(1.0),
                                            "teacher_bits_per_byte": pytest.approx(2.0)}
-    assert not build_stop_rule(_job(tmp_path, stop_step=100), resume_step=40).teacher_needed(40)
+    assert not teacher_needed(_job(tmp_path, stop_step=100), 40)
 
 
 def test_trainer_checks_the_teacher_when_the_checkpoint_still_needs_it(tmp_path, monkeypatch):
@@ -153,16 +159,18 @@ def test_trainer_checks_the_teacher_when_the_checkpoint_still_needs_it(tmp_path,
     says it teaches on: the teacher checks run before the first step."""
     from torchtitan.train import Trainer
 
-    from let_components import trainer as trainer_module
+    from let_components.teacher import lifetime
+    from let_components.trainer import LETTrainer
 
     calls = []
     monkeypatch.setattr(Trainer, "load_state_dict", lambda self, state: setattr(self, "step", state["step"]))
-    monkeypatch.setattr(trainer_module, "check_teacher", lambda job_config, **kwargs: calls.append(kwargs))
-    monkeypatch.setattr(trainer_module.LETTrainer, "_prepare_teacher", lambda self, needed: calls.append(needed))
+    monkeypatch.setattr(lifetime, "check_teacher", lambda job_config, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(lifetime.TeacherLifetime, "_prepare", lambda self, needed: calls.append(needed))
     job = _job(tmp_path, stop_step=100, enable=True)
-    trainer = object.__new__(trainer_module.LETTrainer)
-    trainer.let, trainer.job_config, trainer.model_args = job.let, job, SimpleNamespace()
-    trainer.stop_rule, trainer._teacher_checked = CaughtUp(job.let, str(tmp_path), decided_step=20), False
+    teacher = object.__new__(lifetime.TeacherLifetime)
+    teacher.job_config, teacher.attn_type, teacher.checked = job, "sdpa", False  # pre-start: the teacher had left
+    trainer = object.__new__(LETTrainer)
+    trainer.teacher, trainer.stop_rule = teacher, CaughtUp(job.let, str(tmp_path), decided_step=20)
     undecided = _rule(tmp_path).state_dict()
     trainer.load_state_dict({"step": 30, "let_stop_rule": undecided})
     assert calls == [{"teacher_needed": True, "resuming": True, "attn_type": "sdpa"}, True]

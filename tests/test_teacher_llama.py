@@ -79,9 +79,9 @@ def test_teacher_layer_is_the_output_of_that_block(tmp_path, layer):
 
 
 def test_teacher_is_frozen_and_unchanged_by_student_training(tmp_path):
-    from let_components.capture import BlockCapture
-    from let_components.loss import alignment_loss
     from let_components.student import Student, StudentArgs
+    from let_components.terms.alignment import alignment_loss
+    from let_components.terms.capture import BlockCapture
 
     teacher = load_teacher(save_llama(tmp_path / "t"), options=TeacherOptions(max_seq_len=16))
     assert all(not p.requires_grad for p in teacher.parameters())

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torchtitan.components.loss import IGNORE_INDEX
 
-from let_components import teacher_lm
-from let_components.teacher_lm import TeacherLM
-from let_components.token_alignment import lm_loss_sums
+from let_components.teacher import lm as teacher_lm
+from let_components.teacher.lm import TeacherLM
+from let_components.tokens.per_byte import lm_loss_sums
 
 
 def _teacher_lm(rows: int = 5, length: int = 7, vocab: int = 11) -> tuple[TeacherLM, torch.Tensor, list[slice]]:

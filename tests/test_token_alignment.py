@@ -22,10 +22,11 @@ from torchtitan.hf_datasets import DatasetConfig
 from torchtitan.hf_datasets.text_datasets import DATASETS, HuggingFaceTextDataset
 
 import let_components  # noqa: F401  (registers the datasets)
-from let_components.aligned_data import ByteAlignedTextDataset
 from let_components.config import LETConfigError
-from let_components.token_alignment import METASPACE, ByteTokenizer, token_byte_lengths
-from let_components.tokenizer import TiktokenTokenizer, load_tokenizer
+from let_components.tokens.bytes_data import ByteAlignedTextDataset
+from let_components.tokens.bytes_keys import ByteTokenizer
+from let_components.tokens.per_byte import METASPACE, token_byte_lengths
+from let_components.tokens.tokenizers import TiktokenTokenizer, load_tokenizer
 from tests.helpers import ASSETS, SENTENCEPIECE_STYLES, save_qwen_tokenizer, save_sentencepiece_tokenizer
 
 PAD = -5
@@ -334,7 +335,7 @@ def test_identical_tokenizers_give_the_identity(refs, tmp_path, name):
 def test_dataloader_builder_mirrors_torchtitans(refs, tmp_path):
     from torchtitan.config import ConfigManager
 
-    from let_components.aligned_data import build_byte_aligned_dataloader
+    from let_components.tokens.bytes_data import build_byte_aligned_dataloader
     from tests.helpers import REPO
 
     path = _docs_file(tmp_path, DOCS * 3)
@@ -365,7 +366,7 @@ def test_the_switch_reaches_a_dataloader_worker(refs, tmp_path):
     on its own copy of the dataset, must still stop the work in the worker process."""
     from torchtitan.config import ConfigManager
 
-    from let_components.aligned_data import build_byte_aligned_dataloader
+    from let_components.tokens.bytes_data import build_byte_aligned_dataloader
     from tests.helpers import REPO
 
     path = _docs_file(tmp_path, DOCS * 6)
@@ -391,7 +392,7 @@ def test_a_dataloader_worker_reports_the_documents_it_rejects(refs, tmp_path, ca
 
     from torchtitan.config import ConfigManager
 
-    from let_components.aligned_data import build_byte_aligned_dataloader
+    from let_components.tokens.bytes_data import build_byte_aligned_dataloader
     from tests.helpers import REPO
 
     handler = logging.StreamHandler(sys.stderr)  # what init_logger gives a training run: records reach the console

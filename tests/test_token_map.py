@@ -7,8 +7,9 @@ import torch
 from torchtitan.components.loss import IGNORE_INDEX
 
 from let_components.guard import NonFiniteGuard
-from let_components.loss import alignment_loss
-from let_components.token_map import BytesAligned, SameTokens
+from let_components.terms.alignment import alignment_loss
+from let_components.tokens.bytes_aligned import BytesAligned
+from let_components.tokens.same import SameTokens
 
 NO_DP = SimpleNamespace(dp_enabled=False)
 
@@ -37,7 +38,7 @@ def test_a_step_without_any_teacher_target_has_a_zero_term_and_logs_its_position
     assert term.item() == 0.0
     term.backward()
     assert torch.equal(student.grad, torch.zeros_like(student))
-    guard = NonFiniteGuard(torch.device("cpu"), "teacher")
+    guard = NonFiniteGuard(torch.device("cpu"), "teacher", "alignment_loss")
     guard.record(alignment_loss=term)
     assert guard._marks.sum() == 0
     assert token_map.metrics() == {"lost": 0.0, "untargeted": 5.0}

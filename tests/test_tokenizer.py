@@ -6,10 +6,10 @@ import pytest
 from torchtitan.config import ConfigManager
 
 from let_components.config import LETConfigError
-from let_components.tokenizer import (
+from let_components.tokens import check_tokenizer
+from let_components.tokens.tokenizers import (
     TOKENIZER_COPY,
     TiktokenTokenizer,
-    check_tokenizer,
     keep_teacher_tokenizer,
     load_tokenizer,
     tokenizer_source,

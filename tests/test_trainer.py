@@ -232,7 +232,7 @@ def test_bad_input_is_refused_before_anything_is_built(tmp_path, monkeypatch, ca
     from torchtitan.config import ConfigManager
 
     from let_components.config import LETConfigError
-    from let_components.trainer import check_before_start
+    from let_components.prestart import check_before_start
 
     args, expected = REFUSED_BEFORE_START[case]
     if "{opt}" in args:  # learned positions stop at max_position_embeddings = 512

@@ -26,10 +26,10 @@ from torchtitan.models.utils import trunc_normal_
 from torchtitan.protocols.train_spec import BaseModelArgs, TrainSpec
 
 from .. import platform
-from ..aligned_data import build_dataloader
 from ..config import LETConfigError, Student, valid_choices
 from ..teacher import teacher_architecture, teacher_config
-from ..tokenizer import build_tokenizer
+from ..tokens import build_dataloader, student_vocab_size
+from ..tokens.tokenizers import build_tokenizer
 from ..validate import ResumableValidator
 from .init import hf_init_
 
@@ -67,9 +67,7 @@ class StudentArgsMixin:
         if let is None or not let.teacher_path:
             return
         teacher = teacher_config(let.teacher_path, job_config.job.dump_folder)
-        # token_alignment = "bytes": the student keeps its own tokenizer, and a row per id it can emit
-        bytes_aligned = let.token_alignment == "bytes"
-        self.vocab_size = build_tokenizer(job_config).get_vocab_size() if bytes_aligned else teacher["vocab_size"]
+        self.vocab_size = student_vocab_size(job_config, teacher)  # the teacher's, or the student's own tokenizer's
         if let.enable and let.projection == "linear":
             self.projection_dim = teacher_architecture(teacher, let.teacher_path, let.teacher_backend).output_width(
                 teacher, let.teacher_layer
@@ -128,7 +126,7 @@ def student_train_spec(
     Kept from `base`: optimizer builder (deepseek_v3's updates MoE expert biases), LR schedule, loss. Pipeline
     parallelism is off (LET refuses it); every student gets torchtitan's validator, resumable
     (let_components/validate.py), and torchtitan's text dataloader, with the teacher's tokenization of the same text
-    beside it when let.token_alignment = "bytes" (let_components/aligned_data.py).
+    beside it when the token alignment needs one (let_components/tokens/).
     """
     return dataclasses.replace(
         base,

@@ -7,7 +7,7 @@ import torch
 from torchtitan.config import TORCH_DTYPE_MAP, JobConfig
 
 from .. import platform
-from ..config import teacher_seq_len
+from ..tokens import teacher_seq_len
 from .loader import load_teacher
 from .registry import TeacherModel, TeacherOptions
 

@@ -3,7 +3,8 @@
 from torchtitan.config import JobConfig
 from torchtitan.tools.logging import logger
 
-from ..config import LETConfigError, teacher_seq_len
+from ..config import LETConfigError
+from ..tokens import teacher_seq_len
 from .checkpoint import check_teacher_unchanged, teacher_config
 from .loader import build_meta_teacher, check_weights, teacher_architecture, teacher_backend
 from .registry import TeacherOptions, resolve_layer

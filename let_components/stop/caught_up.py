@@ -1,18 +1,17 @@
-"""When the teacher leaves: the rule that gives each step the teacher term's weight, chosen once at start-up.
+"""let.stop_when = "caught_up": FixedStop, ended early once the student has caught up with the teacher.
 
-`FixedStop` (let.stop_when = "step") is the paper's rule: the schedule's weight on steps 1..stop_step, then 0 and the
-teacher is released. `CaughtUp` (stop_when = "caught_up") decides at run time, from LET's own premise that a late
-teacher helps while it still knows more than the student: every `caught_up_every` steps it measures both models'
-language-modeling loss on the same training text, per byte (so different tokenizers compare), pools the last
-`caught_up_window` checks, and once the student's is at or below the teacher's (+ margin) the weight is 0 from the
-next step on: a step transition, whatever the schedule. stop_step stays the schedule's horizon and the hard cap.
+From LET's own premise that a late teacher helps while it still knows more than the student: every
+`caught_up_every` steps it measures both models' language-modeling loss on the same training text, per byte (so
+different tokenizers compare), pools the last `caught_up_window` checks, and once the student's is at or below the
+teacher's (+ margin) the weight is 0 from the next step on: a step transition, whatever the schedule. stop_step
+stays the schedule's horizon and the hard cap.
 
-A rule's decision is part of the run: `state_dict` goes into torchtitan's checkpoint (the trainer's train state),
-the decision into the run record (record.py), and a resumed run's pre-start checks read it there (teacher_needed).
+The decision is part of the run: `state_dict` goes into torchtitan's checkpoint (the trainer's train state), the
+decision into the run record (record.py), and a resumed run's pre-start checks read it there (`needed_after`).
 Loading a checkpoint makes the record agree with it, so the record never holds a decision the run did not make.
 """
 
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -21,74 +20,19 @@ from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.distributed import ParallelDims
 from torchtitan.tools.logging import logger
 
-from .config import LET, JobConfig
-from .record import record_decision, recorded_decision
-from .schedule import teacher_weight
-from .teacher_lm import TeacherLM
-from .token_alignment import bits_per_byte, lm_loss_sums, text_byte_lengths
-from .tokenizer import load_tokenizer, teacher_tokenizer, tokenizer_source
+from ..config import LET, JobConfig, LETConfigError
+from ..record import record_decision, recorded_decision
+from ..teacher.lm import TeacherLM
+from ..tokens.per_byte import bits_per_byte, lm_loss_sums, text_byte_lengths
+from ..tokens.tokenizers import load_tokenizer, teacher_tokenizer, tokenizer_source
+from .fixed import FixedStop
 
 CAUGHT_UP_NEEDS = "let.stop_when='caught_up' (it compares both models' loss per byte of text; or stop_when='step')"
 """What needs the bytes of every token, in the error line of a tokenizer that cannot say them."""
 
 
-class StopRule(Protocol):
-    def weight(self, step: int) -> float:
-        """lambda at 1-based `step`; 0 from the step after the teacher has left."""
-        ...
-
-    def teacher_needed(self, resume_step: int) -> bool:
-        """Whether a run resumed after `resume_step` can still need the teacher."""
-        ...
-
-    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
-        """Each teaching micro-batch, before backward: what the rule measures."""
-        ...
-
-    def end_step(self, step: int, parallel_dims: ParallelDims) -> dict[str, float]:
-        """After each teaching step: the metrics it logs (empty when it measured nothing)."""
-        ...
-
-    def describe(self) -> str:
-        ...
-
-    def state_dict(self) -> dict[str, Any]:
-        ...
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        ...
-
-
-class FixedStop:
-    """The teacher teaches on steps 1..let.stop_step with the `let.schedule` weight."""
-
-    def __init__(self, let: LET):
-        self.lambda_0, self.stop_step, self.schedule = let.lambda_0, let.stop_step, let.schedule
-
-    def weight(self, step: int) -> float:
-        return teacher_weight(step, self.lambda_0, self.stop_step, self.schedule)
-
-    def teacher_needed(self, resume_step: int) -> bool:
-        return resume_step < self.stop_step
-
-    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
-        pass
-
-    def end_step(self, step: int, parallel_dims: ParallelDims) -> dict[str, float]:
-        return {}
-
-    def describe(self) -> str:
-        return f"lambda_0={self.lambda_0} ({self.schedule}) for steps 1..{self.stop_step}"
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        pass
-
-
 class CaughtUp(FixedStop):
-    """FixedStop, ended early once the student has caught up with the teacher per byte of text (module docstring)."""
+    """FixedStop, ended early once the student has caught up with the teacher per byte of text (module doc)."""
 
     def __init__(self, let: LET, dump_folder: str, student_bytes: torch.Tensor | None = None,
                  teacher_bytes: torch.Tensor | None = None, decided_step: int | None = None):
@@ -109,6 +53,51 @@ class CaughtUp(FixedStop):
 
     def teacher_needed(self, resume_step: int) -> bool:
         return resume_step < min(self.stop_step, self.decided_step or self.stop_step)
+
+    @classmethod
+    def recorded_step(cls, job_config: JobConfig, resume_step: int) -> int | None:
+        """The decision a resumed run starts from: the one it recorded (the checkpoint's, loaded later, is the same
+        or earlier)."""
+        decision = recorded_decision(job_config.job.dump_folder) if resume_step > 0 else None
+        return decision["step"] if decision else None
+
+    @classmethod
+    def needed_after(cls, job_config: JobConfig, resume_step: int) -> bool:
+        stop_step = job_config.let.stop_step
+        return resume_step < min(stop_step, cls.recorded_step(job_config, resume_step) or stop_step)
+
+    @classmethod
+    def check_config(cls, job_config: JobConfig) -> None:
+        """It compares the two LM losses through the teacher's LM head."""
+        let = job_config.let
+        for key in ("caught_up_every", "caught_up_window", "caught_up_sequences"):
+            if getattr(let, key) < 1:
+                raise LETConfigError(f"let.{key}={getattr(let, key)}: must be >= 1")
+        if let.caught_up_min_steps < 0:
+            raise LETConfigError(f"let.caught_up_min_steps={let.caught_up_min_steps}: must be >= 0")
+        if let.teacher_layer != -1:
+            raise LETConfigError(
+                f"let.teacher_layer={let.teacher_layer}: stop_when='caught_up' reads the teacher's LM head, which "
+                "follows its final layer; use teacher_layer = -1 (or stop_when = 'step')"
+            )
+
+    @classmethod
+    def check_tokenizers(cls, job_config: JobConfig) -> None:
+        """Both tokenizers must say the bytes of every token (per_byte.token_byte_lengths decides which can),
+        whatever the token alignment is."""
+        folder, key = tokenizer_source(job_config)
+        text_byte_lengths(load_tokenizer(folder, key), key, CAUGHT_UP_NEEDS)
+        text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path", CAUGHT_UP_NEEDS)
+
+    @classmethod
+    def build(cls, job_config: JobConfig, resume_step: int, tokenizer: BaseTokenizer) -> "CaughtUp":
+        """The rule, measuring per byte in the student's `tokenizer` and the teacher's own."""
+        key = tokenizer_source(job_config)[1]
+        student_bytes = torch.from_numpy(text_byte_lengths(tokenizer, key, CAUGHT_UP_NEEDS))
+        teacher_bytes = torch.from_numpy(text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path",
+                                                           CAUGHT_UP_NEEDS))
+        return cls(job_config.let, job_config.job.dump_folder, student_bytes, teacher_bytes,
+                   cls.recorded_step(job_config, resume_step))
 
     def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
         if step % self.every:
@@ -182,31 +171,3 @@ class CaughtUp(FixedStop):
             logger.info(f"[LET] let_run.json: the checkpoint's caught-up decision (step {self.decided_step}) replaces "
                         f"the recorded one (step {recorded_step})")
             self._record()
-
-
-def check_stop_rule(job_config: JobConfig) -> None:
-    """Before start: stop_when = "caught_up" measures both models per byte, so both tokenizers must say the bytes of
-    every token (token_alignment.token_byte_lengths decides which can), whatever let.token_alignment is."""
-    if job_config.let.stop_when != "caught_up":
-        return
-    folder, key = tokenizer_source(job_config)
-    text_byte_lengths(load_tokenizer(folder, key), key, CAUGHT_UP_NEEDS)
-    text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path", CAUGHT_UP_NEEDS)
-
-
-def build_stop_rule(job_config: JobConfig, resume_step: int = 0, tokenizer: BaseTokenizer | None = None) -> StopRule:
-    """The run's stop rule. A resumed run starts from the decision it recorded (the checkpoint's state, loaded later,
-    is the same or earlier). `tokenizer`: the student's, to measure per byte; the pre-start checks, which only ask
-    teacher_needed, pass none."""
-    let = job_config.let
-    if let.stop_when == "step":
-        return FixedStop(let)
-    decision = recorded_decision(job_config.job.dump_folder) if resume_step > 0 else None
-    student_bytes = teacher_bytes = None
-    if tokenizer is not None:
-        folder, key = tokenizer_source(job_config)
-        student_bytes = torch.from_numpy(text_byte_lengths(tokenizer, key, CAUGHT_UP_NEEDS))
-        teacher_bytes = torch.from_numpy(text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path",
-                                                           CAUGHT_UP_NEEDS))
-    return CaughtUp(let, job_config.job.dump_folder, student_bytes, teacher_bytes,
-                    decision["step"] if decision else None)

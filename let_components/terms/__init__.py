@@ -8,22 +8,22 @@ The trainer's step calls a term's methods in one fixed order and never asks whic
     sums = term.sums(pred, target, valid)        [term SUM, metric SUMs] over the positions that count
     loss = term.combine(ce, sums[0] / N, weight) how the term joins the CE
 
-Each implementation lives next to its math: `AlignmentTerm` (LET, signal = "hidden") in loss.py and
-`DistillationTerm` (SALT/RKD, signal = "logits") in distill.py. A new signal is one class and one line in `TERMS`.
+Each implementation lives next to its math and its own checks: `AlignmentTerm` (LET, signal = "hidden") in
+alignment.py and `DistillationTerm` (SALT/RKD, signal = "logits") in distillation.py. Nothing outside this package
+reads let.signal: a new signal is one module and one `register_term` line (its name is also the guard's word for it).
 """
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import nn
 from torchtitan.components.tokenizer import BaseTokenizer
 
-from .config import JobConfig
-from .distill import DistillationTerm, check_distillation_vocab
-from .loss import AlignmentTerm
-from .teacher import TeacherModel, teacher_config
+from ..config import JobConfig, LETConfigError
+from ..teacher import TeacherModel
 
 
 class TeacherTerm(Protocol):
@@ -61,27 +61,46 @@ class TeacherTerm(Protocol):
         ...
 
 
-def _alignment(job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int) -> TeacherTerm:
-    return AlignmentTerm(job_config, student)
+TermBuilder = Callable[[JobConfig, nn.Module, BaseTokenizer, int], TeacherTerm]
+"""(job_config, student, student tokenizer, student vocab size) -> the run's term."""
 
 
-def _distillation(job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int) -> TeacherTerm:
-    let = job_config.let
-    tokenizer_ids = max(tokenizer.get_vocab().values()) + 1
-    teacher_vocab = teacher_config(let.teacher_path, job_config.job.dump_folder)["vocab_size"]
-    check_distillation_vocab(vocab_size, teacher_vocab, tokenizer_ids)
-    return DistillationTerm(job_config, tokenizer_ids)
+@dataclass(frozen=True)
+class TermOption:
+    build: TermBuilder
+    check: Callable[[JobConfig], None] = lambda job_config: None
+    """Before start, from the config alone: the keys this signal reads (a one-line error naming the key)."""
 
 
-TERMS: dict[str, Callable[[JobConfig, nn.Module, BaseTokenizer, int], TeacherTerm]] = {
-    "hidden": _alignment,
-    "logits": _distillation,
-}
-"""`let.signal` -> the builder of its teacher term."""
+TERMS: dict[str, TermOption] = {}
+"""`let.signal` -> its term."""
+
+
+def register_term(signal: str, build: TermBuilder, check: Callable[[JobConfig], None] | None = None) -> None:
+    TERMS[signal] = TermOption(build, check) if check else TermOption(build)
+
+
+def term_option(job_config: JobConfig) -> TermOption:
+    signal = job_config.let.signal
+    if signal not in TERMS:
+        raise LETConfigError(f"let.signal={signal!r}: valid are {', '.join(TERMS)}")
+    return TERMS[signal]
+
+
+def check_term_config(job_config: JobConfig) -> None:
+    """Before start: let.signal is registered, and its own keys are valid."""
+    term_option(job_config).check(job_config)
 
 
 def build_teacher_term(
     job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int
 ) -> TeacherTerm:
-    """The run's teacher term, from `let.signal` (checked against `TERMS` before start)."""
-    return TERMS[job_config.let.signal](job_config, student, tokenizer, vocab_size)
+    """The run's teacher term, from `let.signal`."""
+    return term_option(job_config).build(job_config, student, tokenizer, vocab_size)
+
+
+from .alignment import build_alignment  # noqa: E402  (the terms import this module's protocol)
+from .distillation import build_distillation, check_logits_signal  # noqa: E402
+
+register_term("hidden", build_alignment)
+register_term("logits", build_distillation, check_logits_signal)

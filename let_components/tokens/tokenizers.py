@@ -1,10 +1,11 @@
-"""Tokenizers: from tokenizer.json (HF) or a tiktoken BPE file (Llama 3).
+"""Tokenizers: from tokenizer.json (HF) or a tiktoken BPE file (Llama 3); the student's, and the teacher's own.
 
-With let.token_alignment = "same" (the paper's setting) the student trains in the teacher's tokenizer, so token
-positions align one to one; with "bytes" it keeps its own (model.hf_assets_path) and the teacher reads the same
-text in its own tokenizer (let_components/aligned_data.py).
+Which one the student trains in is the token alignment's business (same.py: the teacher's; bytes_aligned.py: its
+own). The teacher's tokenizer is read once per process and folder (`teacher_tokenizer`), whoever asks for it: the
+data pipeline, the token map, the stop rule and the teacher's sanity check share it and its byte table.
 """
 
+import functools
 import os
 import shutil
 from dataclasses import fields
@@ -15,8 +16,8 @@ from torchtitan.components.tokenizer import BaseTokenizer, HuggingFaceTokenizer
 from torchtitan.config import JobConfig
 from torchtitan.config.job_config import Model
 
-from .config import LETConfigError
-from .token_alignment import text_byte_lengths
+from ..config import LETConfigError
+from .per_byte import text_byte_lengths
 
 # Llama 3's pre-tokenisation regex (from its tokenizer.py) and its count of reserved special tokens.
 LLAMA3_PATTERN = (
@@ -129,45 +130,36 @@ def teacher_tokenizer(job_config: JobConfig) -> BaseTokenizer:
     teacher_path = job_config.let.teacher_path
     copy = Path(job_config.job.dump_folder) / TOKENIZER_COPY
     if not has_tokenizer(teacher_path) and has_tokenizer(copy):
-        return load_tokenizer(copy, "let.teacher_path (this job's copy)")
-    return load_tokenizer(teacher_path, "let.teacher_path")
+        return _read_once(str(copy), "let.teacher_path (this job's copy)", _stamp(copy))
+    return _read_once(str(teacher_path), "let.teacher_path", _stamp(teacher_path))
+
+
+def _stamp(folder: str | os.PathLike) -> tuple:
+    """What identifies a folder's tokenizer files as read: a rewritten file is read again."""
+    files = [Path(folder) / name for name in TOKENIZER_FILES]
+    return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
+
+
+@functools.cache
+def _read_once(folder: str, key: str, stamp: tuple) -> BaseTokenizer:
+    return load_tokenizer(folder, key)
 
 
 def teacher_text_bytes(job_config: JobConfig) -> torch.Tensor | None:
-    """id -> bytes of text per teacher token (token_alignment.text_byte_lengths), None where the teacher's
-    tokenizer is not byte-level (its loss is then logged per token only)."""
+    """id -> bytes of text per teacher token (per_byte.text_byte_lengths), None where the teacher's tokenizer cannot
+    say them (its loss is then logged per token only)."""
     try:
         return torch.from_numpy(text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path"))
     except LETConfigError:
         return None
 
 
-def check_tokenizer(
-    tokenizer: BaseTokenizer, job_config: JobConfig, student_vocab_size: int, teacher_needed: bool = True
-) -> None:
-    """Before training: every id the tokenizer emits indexes the student's embedding and, with token_alignment =
-    "same", it IS the teacher's (the second check reads the teacher folder, so it is skipped once the teacher has
-    left). With "bytes" the student's tokenizer is its own; both are checked when the data pipeline is built."""
-    let = job_config.let
+def check_tokenizer_fits(tokenizer: BaseTokenizer, job_config: JobConfig, student_vocab_size: int) -> None:
+    """Every id the student's tokenizer emits indexes the student's embedding."""
     folder, key = tokenizer_source(job_config)
     if tokenizer.get_vocab_size() > student_vocab_size:
         raise LETConfigError(
             f"{key}='{folder}': tokenizer has {tokenizer.get_vocab_size()} ids but the student has "
             f"{student_vocab_size} embedding rows (the teacher's at let.teacher_path); train with the teacher's "
             "tokenizer (leave model.hf_assets_path unset), or keep this one with let.token_alignment = 'bytes'"
-        )
-    if let.token_alignment == "bytes" or not teacher_needed:
-        return
-    try:
-        teacher = load_tokenizer(let.teacher_path)
-    except LETConfigError:
-        raise LETConfigError(
-            f"let.teacher_path='{let.teacher_path}': no tokenizer files to compare with {key}; add the "
-            "teacher's tokenizer there"
-        ) from None
-    if teacher.get_vocab() != tokenizer.get_vocab():
-        raise LETConfigError(
-            f"{key}='{folder}': its tokenizer differs from the teacher's at let.teacher_path='{let.teacher_path}' "
-            "(token_alignment = 'same' pairs token positions); use the teacher's tokenizer (leave "
-            "model.hf_assets_path unset), or set let.token_alignment = 'bytes' to keep this one"
         )

@@ -1,7 +1,7 @@
 """The LET alignment term: negative cosine between the student's block-k state and the teacher's state.
 
 `alignment_loss` is the math (testable without a config); `AlignmentTerm` is the teacher term of signal = "hidden"
-as the trainer's step uses it (let_components/term.py), built once from the config like torchtitan's loss.
+as the trainer's step uses it (terms/__init__.py), built once from the config like torchtitan's loss.
 """
 
 from collections.abc import Callable, Iterator
@@ -11,11 +11,12 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.tools.logging import logger
 
+from ..config import JobConfig
+from ..teacher import TeacherModel
 from .capture import BlockCapture
-from .config import JobConfig
-from .teacher import TeacherModel
 
 AlignmentLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -89,3 +90,8 @@ class AlignmentTerm:
 
     def metrics(self, values: list[float]) -> dict[str, float]:
         return {"alignment_loss": values[0], "cosine": -values[0]}
+
+
+def build_alignment(job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int
+                    ) -> AlignmentTerm:
+    return AlignmentTerm(job_config, student)

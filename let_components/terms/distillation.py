@@ -2,8 +2,8 @@
 distributions at a temperature T, scaled by T^2.
 
 `distillation_sums` is the math (testable without a config); `DistillationTerm` is the teacher term of
-signal = "logits" as the trainer's step uses it (let_components/term.py), built once from the config like
-torchtitan's loss.
+signal = "logits" as the trainer's step uses it (terms/__init__.py), built once from the config like
+torchtitan's loss; `check_logits_signal` its keys before start.
 
 Memory: cross-entropy already holds one float32 copy of the [tokens, vocab] logits. A plain autograd KL would save
 several more (log-softmax of both sides, the probabilities) until backward. Here a custom autograd Function walks
@@ -20,9 +20,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torchtitan.components.tokenizer import BaseTokenizer
 
-from .config import JobConfig, LETConfigError
-from .teacher import TeacherModel
+from ..config import JobConfig, LETConfigError
+from ..teacher import TeacherModel, teacher_config
 
 Direction = Literal["forward", "reverse"]
 
@@ -164,3 +166,41 @@ class DistillationTerm:
 
     def metrics(self, values: list[float]) -> dict[str, float]:
         return {"distillation_loss": values[0], "top1_agreement": values[1]}
+
+
+def check_logits_signal(job_config: JobConfig) -> None:
+    """signal = "logits" compares next-token distributions position by position, off the teacher's LM head."""
+    let = job_config.let
+    if not let.kd_temperature > 0:
+        raise LETConfigError(f"let.kd_temperature={let.kd_temperature}: must be > 0 (1.0 = the plain softmax)")
+    if let.kd_chunk_tokens < 1:
+        raise LETConfigError(f"let.kd_chunk_tokens={let.kd_chunk_tokens}: must be >= 1")
+    if let.kd_combine == "mix" and let.lambda_0 > 1:
+        raise LETConfigError(
+            f"let.lambda_0={let.lambda_0}: with kd_combine='mix' the CE weight is 1 - lambda, so lambda_0 must be <= 1"
+        )
+    if let.teacher_layer != -1:
+        raise LETConfigError(
+            f"let.teacher_layer={let.teacher_layer}: signal='logits' reads the teacher's LM head, which follows its "
+            "final layer; use teacher_layer = -1 (or signal = 'hidden')"
+        )
+    if let.token_alignment != "same":
+        raise LETConfigError(
+            f"let.token_alignment={let.token_alignment!r}: signal='logits' compares distributions over the same "
+            "token ids, which needs one vocabulary; use token_alignment = 'same' (or signal = 'hidden', which aligns "
+            "across tokenizers)"
+        )
+    if let.projection != "interpolate":
+        raise LETConfigError(
+            f"let.projection={let.projection!r}: a learned projection serves signal='hidden' only (with 'logits' it "
+            "would never be trained); use 'interpolate'"
+        )
+
+
+def build_distillation(job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int
+                       ) -> DistillationTerm:
+    let = job_config.let
+    tokenizer_ids = max(tokenizer.get_vocab().values()) + 1
+    teacher_vocab = teacher_config(let.teacher_path, job_config.job.dump_folder)["vocab_size"]
+    check_distillation_vocab(vocab_size, teacher_vocab, tokenizer_ids)
+    return DistillationTerm(job_config, tokenizer_ids)

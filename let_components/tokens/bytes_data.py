@@ -2,7 +2,7 @@
 
 The student's windows are torchtitan's, id for id: same documents, same `encode` call, same packing and the same
 checkpoint keys. Beside them the dataset tokenizes each document with the teacher's tokenizer and pairs every
-student position with a teacher token by byte offsets (let_components.token_alignment).
+student position with a teacher token by byte offsets (bytes_keys.py).
 """
 
 import multiprocessing
@@ -15,12 +15,11 @@ from datasets import Dataset
 from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.config import JobConfig
-from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset, build_text_dataloader
-from torchtitan.protocols.train_spec import get_train_spec
+from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 from torchtitan.tools.logging import logger
 
-from .token_alignment import ByteTokenizer, KeyedTokens, align_window, document_tokens
-from .tokenizer import load_tokenizer, teacher_tokenizer, tokenizer_source
+from .bytes_keys import ByteTokenizer, KeyedTokens, align_window, document_tokens
+from .tokenizers import tokenizer_source
 
 TEACHER_STATE = "teacher_side"
 """The state_dict key of everything the teacher side buffers; absent while the teacher side is off."""
@@ -241,33 +240,3 @@ def build_byte_aligned_dataloader(
     )
     dataloader_kwargs = {**asdict(job_config.training.dataloader), "batch_size": job_config.training.local_batch_size}
     return ParallelAwareDataloader(dataset, dp_rank=dp_rank, dp_world_size=dp_world_size, **dataloader_kwargs)
-
-
-def build_dataloader(
-    dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig, infinite: bool = True
-) -> ParallelAwareDataloader:
-    """The student TrainSpec's dataloader: torchtitan's, or with let.token_alignment = "bytes" (and LET on) this
-    module's, the teacher's tokenizer from let.teacher_path (or the job's copy of it)."""
-    let = getattr(job_config, "let", None)
-    if let is None or not let.enable or let.token_alignment != "bytes":
-        return build_text_dataloader(dp_world_size, dp_rank, tokenizer, job_config, infinite)
-    student = get_train_spec(job_config.model.name).model_args[job_config.model.flavor]
-    if job_config.training.dataloader.num_workers == 0:
-        logger.info("[LET] token_alignment='bytes': the teacher's tokenization of the text runs in the training "
-                    "process (training.dataloader.num_workers = 0); 1 moves it off the training step")
-    return build_byte_aligned_dataloader(
-        dp_world_size, dp_rank, tokenizer, job_config, infinite,
-        teacher_tokenizer=teacher_tokenizer(job_config),
-        teacher_len=let.teacher_seq_len or job_config.training.seq_len,
-        # a student with document masking sees one document per segment: its teacher target must come from it too
-        same_document=getattr(student, "attn_mask_type", "causal") == "block_causal",
-        teacher_bos=let.teacher_window_bos,
-    )
-
-
-def check_byte_tokenizers(job_config: JobConfig) -> None:
-    """let.token_alignment = "bytes", before anything is built: both tokenizers say which bytes each token covers
-    and put only fixed tokens around a document (each a one-line error naming its key otherwise)."""
-    student_folder, student_key = tokenizer_source(job_config)
-    ByteTokenizer.build(load_tokenizer(student_folder, student_key), student_key)
-    ByteTokenizer.build(teacher_tokenizer(job_config), "let.teacher_path")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torchtitan.components.loss import IGNORE_INDEX
 from torchtitan.tools.logging import logger
 
-from .token_alignment import bits_per_byte, lm_loss_sums
+from ..tokens.per_byte import bits_per_byte, lm_loss_sums
 
 LOGITS_PER_CHUNK = 1 << 26
 """Logits held at once (256 MiB in float32): a small vocabulary's whole batch, one sequence of a 262k one."""
