@@ -16,7 +16,7 @@ from recipes.benchmark.measure import TAGS, aggregate, let_vs_baseline, phase_st
 from recipes.benchmark.random_teacher import make_random_teacher
 from recipes.benchmark.report import format_summary
 from recipes.teacher_shapes import TEACHER_SHAPES
-from tests.helpers import ASSETS, REPO
+from tests.support import ASSETS, REPO
 
 
 def test_phase_steps_drop_warmup_and_the_step_that_frees_the_teacher():

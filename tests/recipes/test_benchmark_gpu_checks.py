@@ -12,7 +12,7 @@ import tarfile
 import pytest
 
 from recipes.benchmark.paired_stats import palindrome_blocks, round_times, t_interval
-from tests.helpers import REPO
+from tests.support import REPO
 
 
 def test_dry_run_runs_every_check_and_the_paired_method_checks_itself(tmp_path):

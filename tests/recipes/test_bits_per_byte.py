@@ -8,7 +8,8 @@ import torch
 from let_components.token_alignment import text_byte_lengths
 from let_components.tokenizer import load_tokenizer
 from recipes.bits_per_byte import measure, windows
-from tests.helpers import ASSETS, save_qwen_tokenizer
+from tests.support import ASSETS
+from tests.support.tokenizers import save_qwen_tokenizer
 
 TEXT = ("The teacher reads the same text in its own tokenizer, and bits per byte compare the two models whatever "
         "their vocabularies: caf\u00e9, \u6f22\u5b57, 42 and 1,024 bytes of context. ") * 12

@@ -30,7 +30,7 @@ from recipes.compare.analysis import (
     summarize,
 )
 from recipes.compare.report import _cell, markdown_table, teaching_phases
-from tests.helpers import REPO
+from tests.support import REPO
 
 EVAL_STEPS = (1, 50, 100, 150, 200)
 LOG_STEPS = (1, *range(10, 201, 10))

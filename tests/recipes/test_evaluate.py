@@ -14,7 +14,9 @@ import torch
 from let_components.student import Student, student_args
 from recipes.evaluate import accuracy_rows, average, markdown
 from recipes.export_hf import export_student
-from tests.helpers import ASSETS, REPO, save_llama, train_ok
+from tests.support import ASSETS, REPO
+from tests.support.runs import train_ok
+from tests.support.teachers import save_llama
 
 FLAVOR = "debugmodel"
 SEQ_LEN = 256  # training.seq_len of baseline_debug.toml

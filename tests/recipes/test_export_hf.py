@@ -9,7 +9,7 @@ import torch.distributed.checkpoint as dcp
 
 from let_components.student.qwen3 import Qwen3Student, qwen3_student_args
 from recipes.export_hf import export_student
-from tests.helpers import ASSETS
+from tests.support import ASSETS
 
 
 def _qwen3_checkpoint(folder) -> Qwen3Student:

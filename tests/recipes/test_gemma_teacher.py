@@ -169,7 +169,8 @@ def test_debug_student_learns_from_gemma_in_its_own_vocabulary(gemma3, tmp_path)
     SentencePiece-style tokenizer, to the stop; the sanity line reads the LM head per byte of the first batch."""
     import re
 
-    from tests.helpers import SHORT_RUN, let_lines, train_ok
+    from tests.support.logs import let_lines
+    from tests.support.runs import SHORT_RUN, train_ok
 
     log = train_ok(tmp_path / "run", "train_configs/let_bytes_debug.toml", *SHORT_RUN, "--let.teacher_path",
                    str(gemma3), "--training.steps", "3", "--let.stop_step", "2", "--training.local_batch_size", "4")

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from recipes.init_probe import embedding_share, main
-from tests.helpers import REPO
+from tests.support import REPO
 
 
 class Doubling(nn.Module):

@@ -11,7 +11,6 @@ from let_components.teacher import TeacherOptions, load_teacher
 from let_components.token_alignment import text_byte_lengths
 from let_components.tokenizer import load_tokenizer
 from recipes.init_probe import initialised_student
-from recipes.job_config import parse_job_config
 from recipes.knowledge_probe import (
     centred_cosine,
     fit_ridge,
@@ -22,7 +21,8 @@ from recipes.knowledge_probe import (
     read_out,
     shuffled_fit,
 )
-from tests.helpers import ASSETS, REPO
+from tests.support import ASSETS, REPO
+from tests.support.config import parse_config
 
 TEACHER = ASSETS / "teacher_debug"
 CONFIG = str(REPO / "train_configs/let_debug.toml")
@@ -65,7 +65,7 @@ def test_centred_cosine_by_hand():
 @pytest.fixture(scope="module")
 def teacher_states():
     """The tiny teacher's final states on 24 held-out windows of 128 tokens of the sample corpus (half to fit)."""
-    job_config = parse_job_config(CONFIG, ["--validation.seq_len", "128"])
+    job_config = parse_config(CONFIG, "--validation.seq_len", "128")
     tokenizer = load_tokenizer(TEACHER, "let.teacher_path")
     inputs, labels = held_out_windows(job_config, tokenizer, 24)
     teacher = load_teacher(TEACHER, "cpu", torch.float32, TeacherOptions(max_seq_len=128))
@@ -87,7 +87,7 @@ def test_teacher_states_read_themselves_out_and_shuffled_positions_read_nothing(
 
 
 def test_tool_on_an_untrained_student_writes_every_number(tmp_path):
-    job_config = parse_job_config(CONFIG, ["--let.projection", "linear"])
+    job_config = parse_config(CONFIG, "--let.projection", "linear")
     student = initialised_student(job_config, vocab_size=4096, projection_dim=128)
     checkpoint = tmp_path / "checkpoint" / "step-0"
     dcp.save(student.state_dict(), checkpoint_id=str(checkpoint))

@@ -16,7 +16,7 @@ from recipes.memory import (
     teacher_parameters,
     total,
 )
-from tests.helpers import REPO
+from tests.support import REPO
 
 LLAMA_2_7B_PARAMETERS = 6_738_415_616
 """Published count of Llama-2-7B: the same block shapes as the 7B flavor, untied embeddings, vocab 32000."""

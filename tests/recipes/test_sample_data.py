@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ASSETS, REPO
+from tests.support import ASSETS, REPO
 
 CORPUS = ASSETS / "sample_corpus"
 TOKENIZER = ASSETS / "tokenizer"

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from recipes.similarity import linear_cka, main, read_results, summary_table
-from tests.helpers import ASSETS, REPO, TINY_BATCH, train_ok
+from tests.support import ASSETS, REPO
+from tests.support.runs import TINY_BATCH, train_ok
 
 
 def test_linear_cka_matches_a_hand_computation():

@@ -4,7 +4,7 @@ import os
 import shlex
 import subprocess
 
-from tests.helpers import REPO
+from tests.support import REPO
 
 FAKE_SCONTROL = """#!/usr/bin/bash
 # scontrol show hostnames gpu[07-08]

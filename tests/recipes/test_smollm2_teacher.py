@@ -32,7 +32,7 @@ from recipes.smollm2_teacher import (
     is_complete,
     resolve_source,
 )
-from tests.helpers import ASSETS
+from tests.support import ASSETS
 
 MAX_SEQ_LEN = 256
 LOSS_DOCUMENTS, LOSS_CHARS = 3, 500
@@ -136,7 +136,8 @@ def test_debug_student_learns_from_it_in_its_own_vocabulary_through_byte_alignme
     """The let_bytes_debug preset: the debug student keeps the project's 4,096-token tokenizer, the real teacher
     reads the text in its 49,152-token one; the run logs the teacher's loss per token and per byte, teaches and
     releases the teacher."""
-    from tests.helpers import SHORT_RUN, TINY_BATCH, let_lines, train_ok
+    from tests.support.logs import let_lines
+    from tests.support.runs import SHORT_RUN, TINY_BATCH, train_ok
 
     log = train_ok(tmp_path, "train_configs/let_bytes_debug.toml", *SHORT_RUN, *TINY_BATCH, "--training.steps", "3",
                    "--let.stop_step", "2", "--let.teacher_seq_len", "64", "--let.teacher_path", str(smollm2_instruct))

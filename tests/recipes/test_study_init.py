@@ -1,14 +1,13 @@
 """recipes/study_init.sh is hours of CPU training: here only its syntax and, through DRY_RUN=1, that every command it
-would run parses (run_train.sh overrides with torchtitan's ConfigManager, similarity calls with their own parser)."""
+would run parses (run_train.sh overrides with torchtitan's parser, similarity calls with their own parser)."""
 
 import os
 import shlex
 import subprocess
 
-from torchtitan.config import ConfigManager
-
 from recipes.similarity import parse
-from tests.helpers import REPO
+from tests.support import REPO
+from tests.support.config import parse_config
 
 
 def _dry_run(tmp_path, **env) -> subprocess.CompletedProcess:
@@ -37,14 +36,14 @@ def test_dry_run_pairs_every_variant_with_its_own_baseline_and_every_command_par
     folders = {name: args[args.index("--job.dump_folder") + 1] for name, args in trains.items()}
     assert folders["let_s0"] == f"{tmp_path}/let_s0" and folders["let_hf_s0"] == f"{tmp_path}/init_study/let_hf_s0"
     for name, args in trains.items():
-        job_config = ConfigManager().parse_args(args)
+        job_config = parse_config(None, *args)
         assert job_config.student.init == ("hf" if "hf" in name else "torchtitan")
         assert job_config.let.enable == name.startswith("let_")
         assert job_config.checkpoint.enable and job_config.checkpoint.interval == 100
         assert job_config.debug.seed == int(name[-1])
-    assert ConfigManager().parse_args(trains["let_stop250_s0"]).let.stop_step == 250
-    assert ConfigManager().parse_args(trains["let_lambda0.3_s0"]).let.lambda_0 == 0.3
-    assert ConfigManager().parse_args(trains["let_linear_s0"]).let.projection == "linear"
+    assert parse_config(None, *trains["let_stop250_s0"]).let.stop_step == 250
+    assert parse_config(None, *trains["let_lambda0.3_s0"]).let.lambda_0 == 0.3
+    assert parse_config(None, *trains["let_linear_s0"]).let.projection == "linear"
     similarities = [cmd[3:] for cmd in lines if cmd[:4] == ["python", "-m", "recipes.similarity", "--checkpoint"]]
     assert lines[-1][:4] == ["python", "-m", "recipes.similarity", "--summary"]  # then one table of them all
     assert len(similarities) == 12 * 5  # every run at steps 100..500
@@ -81,7 +80,7 @@ def test_caught_up_study_differs_from_its_fixed_pair_only_in_the_stop_rule(tmp_p
     run = subprocess.run(["bash", "recipes/study_caught_up.sh"], cwd=REPO, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     lines = [shlex.split(line) for line in run.stdout.splitlines()]
-    trains = {cmd[cmd.index("--job.dump_folder") + 1].removeprefix(f"{tmp_path}/"): ConfigManager().parse_args(cmd[1:])
+    trains = {cmd[cmd.index("--job.dump_folder") + 1].removeprefix(f"{tmp_path}/"): parse_config(None, *cmd[1:])
               for cmd in lines if cmd[0] == "./run_train.sh" and "--job.dump_folder" in cmd}
     assert sorted(trains) == ["baseline_s1", "caught_up/caught_up_s1", "caught_up/fixed_s1"]
     fixed, caught_up = trains["caught_up/fixed_s1"].let, trains["caught_up/caught_up_s1"].let

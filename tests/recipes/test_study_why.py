@@ -7,11 +7,10 @@ import re
 import shlex
 import subprocess
 
-from torchtitan.config import ConfigManager
-
 from recipes.knowledge_probe import parse as parse_probe
 from recipes.paired_by_seed import RESULT_NAME
-from tests.helpers import REPO
+from tests.support import REPO
+from tests.support.config import parse_config
 
 
 def _dry_run(tmp_path, **env) -> subprocess.CompletedProcess:
@@ -38,7 +37,7 @@ def test_dry_run_plans_the_pinned_worktree_the_six_runs_and_every_measurement(tm
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     lines = [shlex.split(line) for line in run.stdout.splitlines()]
     assert lines[0] == ["git", "worktree", "add", "--detach", str(tmp_path / "wt"), head]
-    trains = {cmd[cmd.index("--job.dump_folder") + 1].removeprefix(f"{tmp_path}/"): ConfigManager().parse_args(cmd[1:])
+    trains = {cmd[cmd.index("--job.dump_folder") + 1].removeprefix(f"{tmp_path}/"): parse_config(None, *cmd[1:])
               for cmd in lines if cmd[0] == "./run_train.sh" and "--job.dump_folder" in cmd}
     assert sorted(trains) == ["baseline_s0", "baseline_s1", "let_s0", "let_s1", "why/let_whole_s0", "why/let_whole_s1"]
     for name, job_config in trains.items():
@@ -111,7 +110,7 @@ def test_wide_plans_a_wider_student_paired_with_its_own_baselines(tmp_path):
     run = _dry_run(tmp_path, WIDE="1")
     assert run.returncode == 0, run.stderr
     lines = [shlex.split(line) for line in run.stdout.splitlines()]
-    trains = {cmd[cmd.index("--job.dump_folder") + 1].removeprefix(f"{tmp_path}/"): ConfigManager().parse_args(cmd[1:])
+    trains = {cmd[cmd.index("--job.dump_folder") + 1].removeprefix(f"{tmp_path}/"): parse_config(None, *cmd[1:])
               for cmd in lines if cmd[0] == "./run_train.sh" and "--job.dump_folder" in cmd}
     wide = {name: job for name, job in trains.items() if name.startswith("why/wide/")}
     assert sorted(wide) == ["why/wide/baseline_s0", "why/wide/baseline_s1", "why/wide/let_s0", "why/wide/let_s1"]
