@@ -82,7 +82,7 @@ def test_qwen3_student_flavors_are_untied():
 
 def _initialised_student(*args: str, config: str = "train_configs/let_debug.toml", seed: int = 0) -> torch.nn.Module:
     """A student built from a config as torchtitan's Trainer does (args from the config, meta -> CPU, init_weights)."""
-    from recipes.init_probe import initialised_student
+    from recipes.common import initialised_student
 
     return initialised_student(parse_config(config, *args), seed)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from torchtitan.protocols.train_spec import get_train_spec
 
-from recipes.run_logs import read_run_record
+from recipes.reports.run_logs import read_run_record
 from tests.support import ASSETS
 from tests.support.config import parse_config
 from tests.support.logs import assert_same_scalars, distillation_lines, let_lines, tb_scalars

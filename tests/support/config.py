@@ -4,7 +4,7 @@ from pathlib import Path
 
 from torchtitan.config import ConfigManager, JobConfig
 
-from recipes.job_config import parse_job_config
+from recipes.common import parse_job_config
 from tests.support import REPO
 
 

@@ -4,7 +4,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from recipes.run_logs import read_scalars
+from recipes.reports.run_logs import read_scalars
 
 
 def let_lines(log: str) -> dict[int, dict[str, float]]:

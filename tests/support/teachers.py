@@ -4,7 +4,7 @@ teachers broken in one way, and the parity check against transformers."""
 import json
 from pathlib import Path
 
-from recipes.hf_folder import copy_tokenizer_files
+from recipes.assets.hf_folder import copy_tokenizer_files
 from tests.support import ASSETS
 
 
