@@ -149,7 +149,7 @@ def test_hub_source_writes_a_bf16_folder_named_as_the_base_model(gemma3, tmp_pat
     save_pretrained path, the naming and the recorded source are exercised."""
     from safetensors import safe_open
 
-    from recipes import gemma_teacher
+    from recipes.assets import gemma_teacher
 
     monkeypatch.setattr(gemma_teacher, "HUB_REPO", str(gemma3))
     monkeypatch.setattr(gemma_teacher, "hub_revision", lambda: "0" * 40)

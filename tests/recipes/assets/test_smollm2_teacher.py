@@ -17,7 +17,7 @@ import torch
 
 from let_components.teacher import TeacherOptions, load_teacher
 from let_components.tokenizer import load_tokenizer
-from recipes import smollm2_teacher, teacher_build
+from recipes.assets import smollm2_teacher, teacher_build
 from recipes.assets.smollm2_teacher import (
     GGUF_MEMBER,
     GGUF_SHA256,

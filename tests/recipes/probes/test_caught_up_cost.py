@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from recipes import caught_up_cost
+from recipes.probes import caught_up_cost
 
 
 def measure(monkeypatch, capsys, *overrides: str) -> str:
