@@ -1,11 +1,10 @@
 """LETTrainer: torchtitan's Trainer plus the teacher term for the steps the teacher teaches.
 
-Like torchtitan's Flux trainer, it subclasses Trainer and overrides the step only. What varies between runs is
-chosen once at start-up, as torchtitan builds its loss: the teacher term (terms/: LET's alignment of block k, or
-logit distillation for SALT/RKD), how teacher positions map to student positions (tokens/) and when the teacher
-leaves (stop/); the teacher itself lives in teacher/lifetime.py. The step reads one path: teacher -> student forward
--> CE -> term -> combine -> guard -> backward. Once the teacher has left, the step is torchtitan's own. A baseline
-(let.enable = false) trains with PreemptibleTrainer: `build_trainer` chooses once.
+Like torchtitan's Flux trainer, it subclasses Trainer and overrides the step only. What varies is chosen once at
+start-up, as torchtitan builds its loss: the teacher term (terms/), how teacher positions map to student positions
+(tokens/), when the teacher leaves (stop/); the teacher itself lives in teacher/lifetime.py. The step reads one path:
+teacher -> student forward -> CE -> term -> combine -> guard -> backward; once the teacher has left it is
+torchtitan's own. A baseline (let.enable = false) trains with PreemptibleTrainer: `build_trainer` chooses once.
 """
 
 from collections.abc import Iterator

@@ -10,17 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    ASSETS,
-    SHORT_RUN,
-    TINY_BATCH,
-    assert_same_scalars,
-    let_lines,
-    save_llama,
-    save_qwen_tokenizer,
-    tb_scalars,
-    train_ok,
-)
+from tests.support import ASSETS
+from tests.support.logs import assert_same_scalars, let_lines, tb_scalars
+from tests.support.runs import SHORT_RUN, TINY_BATCH, train_ok
+from tests.support.teachers import save_llama
+from tests.support.tokenizers import save_qwen_tokenizer
 
 LET_DEBUG = "train_configs/let_debug.toml"
 TAGS = ("loss_metrics/global_avg_loss", "let/alignment_loss")

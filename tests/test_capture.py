@@ -20,22 +20,21 @@ def _student(tied: bool, world_size: int):
     """A tiny let_qwen3 student, parallelized as the trainer does it (meta device, parallelize, then init)."""
     import dataclasses
 
-    from torchtitan.config import ConfigManager
     from torchtitan.distributed import ParallelDims
     from torchtitan.protocols.train_spec import get_train_spec
 
     import let_components  # noqa: F401  (registers the student specs)
-    from tests.helpers import REPO
+    from tests.support.config import parse_config
 
     spec = get_train_spec("let_qwen3")
     args = dataclasses.replace(
         spec.model_args["debugmodel"], dim=64, n_layers=LAYERS, n_heads=4, n_kv_heads=2, head_dim=16, hidden_dim=128,
         vocab_size=256, max_seq_len=16, enable_weight_tying=tied, projection_dim=8,
     )
-    job_config = ConfigManager().parse_args([
-        "--job.config_file", str(REPO / "train_configs/let_qwen3_debug.toml"), "--training.seq_len", "16",
-        "--compile.enable", "--compile.backend", "aot_eager", "--activation_checkpoint.mode", "full",
-    ])
+    job_config = parse_config(
+        "train_configs/let_qwen3_debug.toml", "--training.seq_len", "16", "--compile.enable", "--compile.backend",
+        "aot_eager", "--activation_checkpoint.mode", "full",
+    )
     parallel_dims = ParallelDims(
         dp_replicate=1, dp_shard=world_size, cp=1, tp=1, pp=1, ep=1, etp=1, world_size=world_size
     )

@@ -4,20 +4,20 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from torchtitan.config import ConfigManager
 from torchtitan.protocols.train_spec import get_train_spec
 
 import let_components  # noqa: F401  (registers the student specs)
 from let_components.config import LET, LETConfigError, latest_checkpoint_step, valid_choices
 from let_components.prestart import check_let_config, exclude_projection_from_quantization
 from let_components.schedule import SCHEDULES
+from tests.support.config import parse_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "train_configs"
 PAIRS = [("let_debug", "baseline_debug"), ("let_1.4b", "baseline_1.4b"), ("let_7b", "baseline_7b")]
 
 
 def _parse(name: str, *args: str):
-    return ConfigManager().parse_args(["--job.config_file", str(CONFIGS / f"{name}.toml"), *args])
+    return parse_config(f"train_configs/{name}.toml", *args)
 
 
 @pytest.mark.parametrize("let_name, baseline_name", PAIRS)

@@ -7,7 +7,7 @@ from torchtitan.hf_datasets.text_datasets import DATASETS, HuggingFaceTextDatase
 import let_components  # noqa: F401  (registers the datasets)
 from let_components.config import LETConfigError
 from let_components.data import load_local_files
-from tests.helpers import ASSETS
+from tests.support import ASSETS
 
 DOCS = ["first document.", "second one, a bit longer.", "third."]
 

@@ -10,7 +10,7 @@ import torchtitan.distributed.utils as dist_utils
 
 from let_components.config import LETRuntimeError
 from let_components.guard import NonFiniteGuard
-from tests.helpers import SHORT_RUN, TINY_BATCH, run_train
+from tests.support.runs import SHORT_RUN, TINY_BATCH, run_train
 
 LET_DEBUG = "train_configs/let_debug.toml"
 

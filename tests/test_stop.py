@@ -16,15 +16,11 @@ from let_components.record import read_record, recorded_decision, write_record
 from let_components.stop import CaughtUp, FixedStop, teacher_needed
 from let_components.tokens.per_byte import bits_per_byte, lm_loss_sums, text_byte_lengths
 from let_components.tokens.tokenizers import load_tokenizer
-from tests.helpers import (
-    ASSETS,
-    SHORT_RUN,
-    TINY_BATCH,
-    assert_same_scalars,
-    save_qwen_tokenizer,
-    save_tiny_teacher,
-    train_ok,
-)
+from tests.support import ASSETS
+from tests.support.logs import assert_same_scalars
+from tests.support.runs import SHORT_RUN, TINY_BATCH, train_ok
+from tests.support.teachers import save_tiny_teacher
+from tests.support.tokenizers import save_qwen_tokenizer
 
 LN2 = math.log(2)
 

@@ -5,10 +5,10 @@ import math
 
 import pytest
 import torch
-from torchtitan.config import ConfigManager
 
 from let_components.student import Student, StudentStateDictAdapter, ffn_hidden_dim, student_args
-from tests.helpers import REPO
+from tests.support import REPO
+from tests.support.config import parse_config
 
 PAPER_SHAPES = {  # dim, layers, heads, SwiGLU width
     "1.4B": (2048, 24, 16, 5632),
@@ -28,7 +28,7 @@ def test_paper_student_shapes(flavor):
 
 
 def _job_config(*args: str):
-    return ConfigManager().parse_args(["--job.config_file", str(REPO / "train_configs/let_debug.toml"), *args])
+    return parse_config("train_configs/let_debug.toml", *args)
 
 
 def test_vocab_and_projection_width_come_from_the_teacher(tmp_path):
@@ -82,9 +82,9 @@ def test_qwen3_student_flavors_are_untied():
 
 def _initialised_student(*args: str, config: str = "train_configs/let_debug.toml", seed: int = 0) -> torch.nn.Module:
     """A student built from a config as torchtitan's Trainer does (args from the config, meta -> CPU, init_weights)."""
-    from recipes.init_probe import initialised_student
+    from recipes.common import initialised_student
 
-    return initialised_student(ConfigManager().parse_args(["--job.config_file", str(REPO / config), *args]), seed)
+    return initialised_student(parse_config(config, *args), seed)
 
 
 def _assert_normal(weight: torch.Tensor, std: float) -> None:

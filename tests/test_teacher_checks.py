@@ -6,11 +6,12 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from torchtitan.config import ConfigManager
 
 from let_components.config import LETConfigError, LETRuntimeError
 from let_components.teacher import check_teacher, keep_teacher_fingerprint, load_teacher
-from tests.helpers import ASSETS, broken_teacher
+from tests.support import ASSETS
+from tests.support.config import parse_config
+from tests.support.teachers import broken_teacher
 
 # what each broken folder's error says, after "let.teacher_path='<folder>': "
 EXPECTED = {
@@ -28,10 +29,9 @@ BEFORE_START = ("truncated safetensors", "invalid json", "shape mismatch", "miss
 
 
 def _job_config(teacher, dump_folder, *args: str):
-    return ConfigManager().parse_args([
-        "--job.config_file", str(ASSETS.parent / "train_configs" / "let_debug.toml"), "--let.teacher_path",
-        str(teacher), "--job.dump_folder", str(dump_folder), *args,
-    ])
+    return parse_config(
+        "train_configs/let_debug.toml", "--let.teacher_path", str(teacher), "--job.dump_folder", str(dump_folder), *args
+    )
 
 
 def _one_line_error(error: pytest.ExceptionInfo, folder, expected: str) -> None:

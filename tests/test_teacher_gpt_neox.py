@@ -9,7 +9,7 @@ from transformers import AutoConfig, GPTNeoXConfig, GPTNeoXForCausalLM
 from let_components.config import LETConfigError
 from let_components.teacher import TeacherOptions, load_teacher
 from let_components.teacher.gpt_neox import GPTNeoXArgs
-from tests.helpers import assert_final_state_matches
+from tests.support.teachers import assert_final_state_matches
 
 N_LAYERS, SEQ_LEN = 3, 24
 

@@ -7,7 +7,7 @@ import torch
 
 from let_components.config import LETConfigError
 from let_components.teacher import TeacherOptions, load_teacher
-from tests.helpers import rewrite_config, save_llama
+from tests.support.teachers import rewrite_config, save_llama
 
 LLAMA3_ROPE = {
     "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,

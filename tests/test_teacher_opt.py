@@ -6,7 +6,7 @@ from transformers import OPTConfig, OPTForCausalLM
 
 from let_components.config import LETConfigError
 from let_components.teacher import TeacherOptions, load_teacher
-from tests.helpers import assert_final_state_matches
+from tests.support.teachers import assert_final_state_matches
 
 N_LAYERS, SEQ_LEN, MAX_POSITIONS = 3, 24, 32
 

@@ -9,7 +9,7 @@ import torch
 
 from let_components.config import LETConfigError
 from let_components.teacher import TeacherOptions, load_teacher
-from tests.helpers import assert_final_state_matches, rewrite_config, save_qwen
+from tests.support.teachers import assert_final_state_matches, rewrite_config, save_qwen
 
 CASES = {
     # Qwen2.5-0.5B in miniature: q/k/v biases, GQA, tied embeddings

@@ -13,7 +13,8 @@ import torch
 from let_components.config import LETConfigError
 from let_components.teacher import TeacherOptions, load_teacher, teacher_backend
 from let_components.teacher.transformers_backend import TransformersTeacher
-from tests.helpers import REPO, broken_teacher, save_llama, save_qwen, save_tiny_teacher
+from tests.support import REPO
+from tests.support.teachers import broken_teacher, save_llama, save_qwen, save_tiny_teacher
 
 FAMILIES = {
     "llama untied": lambda folder: save_llama(folder),

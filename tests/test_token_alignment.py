@@ -6,7 +6,6 @@ file the test wrote), positions are (document, phase, byte) tuples instead of in
 and the aligned token are found by scanning lists.
 """
 
-import base64
 import json
 import pickle
 import re
@@ -27,7 +26,14 @@ from let_components.tokens.bytes_data import ByteAlignedTextDataset
 from let_components.tokens.bytes_keys import ByteTokenizer
 from let_components.tokens.per_byte import METASPACE, token_byte_lengths
 from let_components.tokens.tokenizers import TiktokenTokenizer, load_tokenizer
-from tests.helpers import ASSETS, SENTENCEPIECE_STYLES, save_qwen_tokenizer, save_sentencepiece_tokenizer
+from tests.support import ASSETS
+from tests.support.config import parse_config
+from tests.support.tokenizers import (
+    SENTENCEPIECE_STYLES,
+    save_qwen_tokenizer,
+    save_sentencepiece_tokenizer,
+    save_tiktoken_file,
+)
 
 PAD = -5
 """teacher_input's padding in these tests: an id no tokenizer has, so padding is visible."""
@@ -126,18 +132,10 @@ def save_tiny_bpe(folder: Path) -> Path:
     return folder
 
 
-def save_tiny_tiktoken(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    tokens = [bytes([b]) for b in range(256)] + TIKTOKEN_MERGES
-    (folder / "tokenizer.model").write_text(
-        "".join(f"{base64.b64encode(t).decode()} {rank}\n" for rank, t in enumerate(tokens)))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def refs(tmp_path_factory) -> dict[str, Ref]:
     root = tmp_path_factory.mktemp("tokenizers")
-    tiktoken = load_tokenizer(save_tiny_tiktoken(root / "tiktoken"))
+    tiktoken = load_tokenizer(save_tiktoken_file(root / "tiktoken" / "tokenizer.model", TIKTOKEN_MERGES).parent)
     assert isinstance(tiktoken, TiktokenTokenizer)
     specials = sorted(tiktoken.special_tokens, key=tiktoken.special_tokens.get)  # Llama 3's layout, after the ranks
     tiktoken_bytes = [bytes([b]) for b in range(256)] + TIKTOKEN_MERGES + [name.encode() for name in specials]
@@ -333,16 +331,13 @@ def test_identical_tokenizers_give_the_identity(refs, tmp_path, name):
 
 
 def test_dataloader_builder_mirrors_torchtitans(refs, tmp_path):
-    from torchtitan.config import ConfigManager
-
     from let_components.tokens.bytes_data import build_byte_aligned_dataloader
-    from tests.helpers import REPO
 
     path = _docs_file(tmp_path, DOCS * 3)
-    job_config = ConfigManager().parse_args([
-        "--job.config_file", str(REPO / "train_configs/let_debug.toml"), "--training.dataset", "let_test_documents",
-        "--training.dataset_path", path, "--training.seq_len", "12", "--training.local_batch_size", "3",
-    ])
+    job_config = parse_config(
+        "train_configs/let_debug.toml", "--training.dataset", "let_test_documents", "--training.dataset_path", path,
+        "--training.seq_len", "12", "--training.local_batch_size", "3",
+    )
     student, teacher = refs["project"].tokenizer, refs["qwen"].tokenizer
     loader = build_byte_aligned_dataloader(1, 0, student, job_config, teacher_tokenizer=teacher, teacher_len=20,
                                            same_document=True)
@@ -364,17 +359,14 @@ def test_dataloader_builder_mirrors_torchtitans(refs, tmp_path):
 def test_the_switch_reaches_a_dataloader_worker(refs, tmp_path):
     """training.dataloader.num_workers = 1 moves the teacher side off the training step: the trainer's switch, made
     on its own copy of the dataset, must still stop the work in the worker process."""
-    from torchtitan.config import ConfigManager
-
     from let_components.tokens.bytes_data import build_byte_aligned_dataloader
-    from tests.helpers import REPO
 
     path = _docs_file(tmp_path, DOCS * 6)
-    job_config = ConfigManager().parse_args([
-        "--job.config_file", str(REPO / "train_configs/let_debug.toml"), "--training.dataset", "let_test_documents",
-        "--training.dataset_path", path, "--training.seq_len", "12", "--training.local_batch_size", "2",
-        "--training.dataloader.num_workers", "1", "--training.dataloader.prefetch_factor", "2",
-    ])
+    job_config = parse_config(
+        "train_configs/let_debug.toml", "--training.dataset", "let_test_documents", "--training.dataset_path", path,
+        "--training.seq_len", "12", "--training.local_batch_size", "2", "--training.dataloader.num_workers", "1",
+        "--training.dataloader.prefetch_factor", "2",
+    )
     loader = build_byte_aligned_dataloader(1, 0, refs["project"].tokenizer, job_config,
                                            teacher_tokenizer=refs["qwen"].tokenizer, teacher_len=20,
                                            same_document=False)
@@ -390,20 +382,16 @@ def test_a_dataloader_worker_reports_the_documents_it_rejects(refs, tmp_path, ca
     import logging
     import sys
 
-    from torchtitan.config import ConfigManager
-
     from let_components.tokens.bytes_data import build_byte_aligned_dataloader
-    from tests.helpers import REPO
 
     handler = logging.StreamHandler(sys.stderr)  # what init_logger gives a training run: records reach the console
     logging.getLogger().addHandler(handler)
     try:
         path = _docs_file(tmp_path, [DOCS[0], DECOMPOSED, DOCS[2], DECOMPOSED] * 2)
-        job_config = ConfigManager().parse_args([
-            "--job.config_file", str(REPO / "train_configs/let_debug.toml"), "--training.dataset",
-            "let_test_documents", "--training.dataset_path", path, "--training.seq_len", "12",
-            "--training.local_batch_size", "2", "--training.dataloader.num_workers", "1",
-        ])
+        job_config = parse_config(
+            "train_configs/let_debug.toml", "--training.dataset", "let_test_documents", "--training.dataset_path", path,
+            "--training.seq_len", "12", "--training.local_batch_size", "2", "--training.dataloader.num_workers", "1",
+        )
         loader = build_byte_aligned_dataloader(1, 0, refs["project"].tokenizer, job_config,
                                                teacher_tokenizer=refs["qwen"].tokenizer, teacher_len=20,
                                                same_document=False, infinite=False)

@@ -1,9 +1,7 @@
-import base64
 import json
 import shutil
 
 import pytest
-from torchtitan.config import ConfigManager
 
 from let_components.config import LETConfigError
 from let_components.tokens import check_tokenizer
@@ -14,11 +12,13 @@ from let_components.tokens.tokenizers import (
     load_tokenizer,
     tokenizer_source,
 )
-from tests.helpers import ASSETS, QWEN_SPECIAL, REPO, save_qwen_tokenizer
+from tests.support import ASSETS
+from tests.support.config import parse_config
+from tests.support.tokenizers import QWEN_SPECIAL, save_qwen_tokenizer, save_tiktoken_file
 
 
 def _job_config(*args: str):
-    return ConfigManager().parse_args(["--job.config_file", str(REPO / "train_configs/let_debug.toml"), *args])
+    return parse_config("train_configs/let_debug.toml", *args)
 
 
 def test_project_tokenizer_has_distinct_bos_and_eos():
@@ -38,16 +38,8 @@ def test_gpt2_style_tokenizer_with_one_bos_eos_token_gets_an_eos_id(tmp_path):
     assert ids[0] == 1 and ids[-1] == 1  # documents are still separated
 
 
-def _tiny_tiktoken_file(path):
-    """256 byte tokens plus the merges 'th', 'he', 'the' in tiktoken's `<base64> <rank>` format."""
-    tokens = [bytes([b]) for b in range(256)] + [b"th", b"he", b"the"]
-    path.write_text("".join(f"{base64.b64encode(t).decode()} {rank}\n" for rank, t in enumerate(tokens)))
-    return path
-
-
 def test_tiktoken_bpe_file_with_llama3_special_tokens(tmp_path):
-    (tmp_path / "original").mkdir()
-    _tiny_tiktoken_file(tmp_path / "original" / "tokenizer.model")
+    save_tiktoken_file(tmp_path / "original" / "tokenizer.model")
     tokenizer = load_tokenizer(tmp_path)
     assert isinstance(tokenizer, TiktokenTokenizer)
     assert (tokenizer.bos_id, tokenizer.eos_id) == (259, 260)
@@ -69,8 +61,7 @@ def test_tokenizer_larger_than_the_student_vocabulary_is_refused():
 
 
 def test_a_different_tokenizer_is_refused_unless_aligned_by_bytes(tmp_path):
-    (tmp_path / "original").mkdir()
-    _tiny_tiktoken_file(tmp_path / "original" / "tokenizer.model")
+    save_tiktoken_file(tmp_path / "original" / "tokenizer.model")
     other = load_tokenizer(tmp_path)
     with pytest.raises(LETConfigError, match="differs from the teacher's .* let.token_alignment = 'bytes'"):
         check_tokenizer(other, _job_config(), student_vocab_size=4096)

@@ -8,27 +8,13 @@ from pathlib import Path
 import pytest
 from torchtitan.protocols.train_spec import get_train_spec
 
-from recipes.run_logs import read_run_record
-from tests.helpers import (
-    ASSETS,
-    SHORT_RUN,
-    TINY_BATCH,
-    assert_same_scalars,
-    broken_teacher,
-    distillation_lines,
-    let_lines,
-    run_train,
-    save_llama,
-    save_qwen,
-    save_qwen_tokenizer,
-    save_tiny_teacher,
-    save_wordlevel_tokenizer,
-    signal_tree,
-    start_train,
-    tb_scalars,
-    train_ok,
-    wait_for,
-)
+from recipes.reports.run_logs import read_run_record
+from tests.support import ASSETS
+from tests.support.config import parse_config
+from tests.support.logs import assert_same_scalars, distillation_lines, let_lines, tb_scalars
+from tests.support.runs import SHORT_RUN, TINY_BATCH, run_train, signal_tree, start_train, train_ok, wait_for
+from tests.support.teachers import broken_teacher, save_llama, save_qwen, save_tiny_teacher
+from tests.support.tokenizers import save_qwen_tokenizer, save_wordlevel_tokenizer
 
 LET_DEBUG = "train_configs/let_debug.toml"
 SALT_DEBUG = "train_configs/salt_debug.toml"
@@ -229,8 +215,6 @@ REFUSED_BEFORE_START = {
 
 @pytest.mark.parametrize("case", REFUSED_BEFORE_START)
 def test_bad_input_is_refused_before_anything_is_built(tmp_path, monkeypatch, case):
-    from torchtitan.config import ConfigManager
-
     from let_components.config import LETConfigError
     from let_components.prestart import check_before_start
 
@@ -244,9 +228,7 @@ def test_bad_input_is_refused_before_anything_is_built(tmp_path, monkeypatch, ca
         monkeypatch.setattr(flavor, "attn_type", "varlen")
         monkeypatch.setattr(flavor, "attn_mask_type", "block_causal")
     monkeypatch.chdir(ASSETS.parent)  # the config's teacher and tokenizer paths are relative to the repository
-    job_config = ConfigManager().parse_args(
-        ["--job.config_file", LET_DEBUG, "--job.dump_folder", str(tmp_path / "out"), *args]
-    )
+    job_config = parse_config(LET_DEBUG, "--job.dump_folder", str(tmp_path / "out"), *args)
     with pytest.raises(LETConfigError, match=re.escape(expected)) as error:
         check_before_start(job_config)
     assert "\n" not in str(error.value)

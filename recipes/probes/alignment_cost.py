@@ -1,0 +1,65 @@
+"""What the byte-aligned teacher side (let.token_alignment = "bytes") costs the data pipeline, per training step.
+
+    python -m recipes.probes.alignment_cost --config train_configs/replication_let_smollm2.toml [--steps 30]
+
+Times torchtitan's text dataset and ByteAlignedTextDataset producing the same `--steps` x training.local_batch_size
+windows (single process, as with training.dataloader.num_workers = 0, where it is on the step's critical path),
+and reports the extra milliseconds per step and per 1,000 student tokens, and how many student positions have a
+teacher target and how many lost theirs to let.teacher_seq_len.
+"""
+
+import argparse
+import time
+from itertools import islice
+
+import torch
+from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
+
+from let_components.tokens import teacher_seq_len
+from let_components.tokens.bytes_data import ByteAlignedTextDataset
+from let_components.tokens.tokenizers import build_tokenizer, teacher_tokenizer
+
+from ..common import parse_job_config
+
+
+def timed(dataset, windows: int) -> tuple[float, list]:
+    start = time.perf_counter()
+    samples = list(islice(iter(dataset), windows))
+    return time.perf_counter() - start, samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="a train config with let.token_alignment = 'bytes'")
+    parser.add_argument("--steps", type=int, default=30)
+    args, overrides = parser.parse_known_args()
+    job_config = parse_job_config(args.config, overrides)
+    training = job_config.training
+    tokenizer, teacher = build_tokenizer(job_config), teacher_tokenizer(job_config)
+    windows = args.steps * training.local_batch_size
+    plain = HuggingFaceTextDataset(training.dataset, training.dataset_path, tokenizer, training.seq_len)
+    aligned = ByteAlignedTextDataset(
+        training.dataset, training.dataset_path, tokenizer, training.seq_len, teacher_tokenizer=teacher,
+        teacher_len=teacher_seq_len(job_config), same_document=False, pad_id=teacher.eos_id or 0,
+    )
+    plain_s, _ = timed(plain, windows)
+    aligned_s, samples = timed(aligned, windows)
+    index = torch.stack([x["teacher_index"] for x, _ in samples])
+    lost = sum(int(x["teacher_lost"]) for x, _ in samples)
+    length = torch.stack([x["teacher_length"] for x, _ in samples]).float()
+    per_step = lambda seconds: 1000 * seconds / args.steps  # noqa: E731
+    tokens = windows * training.seq_len
+    print(f"{args.steps} steps x {training.local_batch_size} windows of {training.seq_len} tokens "
+          f"(teacher windows of {teacher_seq_len(job_config)}):")
+    print(f"  torchtitan's dataset   {per_step(plain_s):8.1f} ms/step")
+    print(f"  byte-aligned dataset   {per_step(aligned_s):8.1f} ms/step  "
+          f"(+{per_step(aligned_s - plain_s):.1f} ms/step, "
+          f"+{1000 * 1000 * (aligned_s - plain_s) / tokens:.2f} ms per 1,000 student tokens, "
+          f"{aligned_s / plain_s:.2f}x)")
+    print(f"  student positions with a teacher target: {(index >= 0).float().mean().item():.4f}; lost to "
+          f"let.teacher_seq_len: {lost} of {index.numel()}; teacher tokens per window: {length.mean().item():.1f} "
+          f"(max {int(length.max())})")
+
+
+if __name__ == "__main__":
+    main()
