@@ -11,7 +11,7 @@ the model's own tokenizer (with its BOS/EOS) and cut into windows of at most --w
 same for every model (each token after the document's first is predicted once, by a window whose inputs cover at
 most that many bytes), and
 bits per byte = the summed CE in nats of the predicted tokens / (ln 2 x the UTF-8 bytes those tokens stand for),
-special tokens in neither sum (let_components.token_alignment.lm_loss_sums, the function the trainer uses too).
+special tokens in neither sum (let_components.tokens.per_byte.lm_loss_sums, the function the trainer uses too).
 Windows fixed in TOKENS would favour the larger vocabulary, whose tokens carry more bytes of context each.
 --max-tokens caps a window at the model's positions; a window the cap cuts short of its bytes is counted
 (`windows_cut_by_tokens`, and a warning): raise the cap or lower --window-bytes until it is 0.

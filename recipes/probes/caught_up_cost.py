@@ -56,7 +56,7 @@ def main() -> None:
     job_config = parse_job_config(args.config, [*overrides, "--let.stop_when", "caught_up"])
     let, training = job_config.let, job_config.training
     student_tokenizer = build_tokenizer(job_config)
-    rule = build_stop_rule(job_config, tokenizer=student_tokenizer)
+    rule = build_stop_rule(job_config, 0, student_tokenizer)
     rows, seq_len, t_len = let.caught_up_sequences, training.seq_len, teacher_seq_len(job_config)
     teacher = load_teacher(let.teacher_path, "cpu", torch.float32, TeacherOptions(max_seq_len=t_len))
     generator = torch.Generator().manual_seed(0)

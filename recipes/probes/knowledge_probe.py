@@ -39,6 +39,7 @@ from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 
 from let_components.teacher import TeacherModel, TeacherOptions, load_teacher
 from let_components.terms.alignment import alignment_loss
+from let_components.tokens import describe, one_to_one
 from let_components.tokens.per_byte import bits_per_byte, lm_loss_sums, text_byte_lengths
 from let_components.tokens.tokenizers import teacher_tokenizer
 
@@ -153,10 +154,9 @@ def capturing(modules: dict[str, torch.nn.Module]) -> Iterator[dict[str, list[to
 
 
 def check_same_tokenizer(job_config: Any) -> None:
-    alignment = job_config.let.token_alignment
-    if alignment != "same":
-        raise ValueError(f"let.token_alignment={alignment!r}: the knowledge probe reads the teacher's head at the "
-                         "student's positions, which needs one tokenizer; valid: 'same'")
+    if not one_to_one(job_config):
+        raise ValueError(f"{describe(job_config)}: the knowledge probe reads the teacher's head at the student's "
+                         "positions, which needs one tokenizer; valid: let.token_alignment = 'same'")
 
 
 def forward_states(student: torch.nn.Module, teacher: TeacherModel, student_layer: int, inputs: torch.Tensor,

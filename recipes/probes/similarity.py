@@ -24,16 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 from torchtitan.protocols.train_spec import get_train_spec
 
 from let_components.teacher import TeacherOptions, load_teacher
 from let_components.terms.alignment import alignment_loss
-from let_components.tokens import teacher_seq_len
+from let_components.tokens import describe, text_dataset
 from let_components.tokens.bytes_aligned import BytesAligned
-from let_components.tokens.bytes_data import ByteAlignedTextDataset
 from let_components.tokens.same import SameTokens
-from let_components.tokens.tokenizers import teacher_tokenizer
 
 from ..common import load_student, parse_job_config
 
@@ -56,7 +53,7 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 def fixed_batch(job_config: Any, tokenizer: Any, sequences: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The first `sequences` (inputs, labels) rows of the validation dataset, in order (one data-parallel rank), and
     the teacher's side of them: its own ids and, per student position, the teacher position paired with it when
-    the run aligns by bytes (let.token_alignment = "bytes"; empty otherwise)."""
+    the run aligns by bytes (empty otherwise)."""
     rows: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
     for input_dict, labels in validation_windows(job_config, tokenizer):
         rows.append((input_dict, labels))
@@ -71,17 +68,10 @@ def fixed_batch(job_config: Any, tokenizer: Any, sequences: int) -> tuple[torch.
 
 
 def validation_windows(job_config: Any, tokenizer: Any):
-    """The validation dataset's windows as torchtitan's validator packs them, with the teacher's side when the run
-    aligns by bytes."""
+    """The validation dataset's windows as torchtitan's validator packs them, with whatever the run's token
+    alignment adds (the teacher's side when it aligns by bytes)."""
     validation = job_config.validation
-    if job_config.let.token_alignment != "bytes":
-        return HuggingFaceTextDataset(validation.dataset, validation.dataset_path, tokenizer, validation.seq_len)
-    teacher = teacher_tokenizer(job_config)
-    return ByteAlignedTextDataset(
-        validation.dataset, validation.dataset_path, tokenizer, validation.seq_len,
-        teacher_tokenizer=teacher, teacher_len=teacher_seq_len(job_config), same_document=False,
-        pad_id=teacher.eos_id or 0,
-    )
+    return text_dataset(job_config, tokenizer, validation.dataset, validation.dataset_path, validation.seq_len)
 
 
 def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, Any]:
@@ -115,7 +105,7 @@ def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, A
         "checkpoint": str(checkpoint), "student_layer": let.student_layer, "teacher_layer": let.teacher_layer,
         "tokens": int(valid.sum()), "linear_cka": cka, "cosine": cosine,
         "cosine_map": "let_projection" if student.let_projection is not None else "interpolate",
-        "token_alignment": let.token_alignment,
+        "token_alignment": describe(job_config),
     }
 
 

@@ -148,9 +148,9 @@ class PairedTrainer(LETTrainer):
     """LETTrainer whose steps run the plan's arms; writes the blocks' times at the last step."""
 
     def __init__(self, job_config):
-        super().__init__(job_config)
-        if not self.let.enable:
+        if not job_config.let.enable:
             raise ValueError("the paired benchmark runs a LET config ([let] enable = true)")
+        super().__init__(job_config)
         self.plan = Plan.load(os.environ[PLAN_ENV])
         if job_config.training.steps != self.plan.steps:
             raise ValueError(f"training.steps={job_config.training.steps}: the plan has {self.plan.steps} steps")
@@ -168,7 +168,7 @@ class PairedTrainer(LETTrainer):
         self.arm = ARMS[self.plan.arms[self.plan.blocks[self.plan.block_of(self.step)]]]
         self.clock.start(self.step)
         if self.arm.teaching:
-            self._keep_teacher(True)  # loads it at the first teaching step; never released while benchmarking
+            self.teacher.keep(True, self.step)  # loads it at the first teaching step; never released here
             self._wire(self.arm)
             super().train_step(data_iterator)
         else:
@@ -194,8 +194,8 @@ class PairedTrainer(LETTrainer):
         self.guard = self.pieces["guard"][0 if arm.guard else 1]
         self.stop_rule.checking = arm.stop_rule
         if self._real_teacher_forward is None:
-            self._real_teacher_forward = self._teacher_forward
-        self._teacher_forward = self._real_teacher_forward if arm.teacher else self._kept_teacher_forward
+            self._real_teacher_forward = self.teacher.forward
+        self.teacher.forward = self._real_teacher_forward if arm.teacher else self._kept_teacher_forward
 
     def _kept_teacher_forward(self, tokens: torch.Tensor, masks: Any) -> torch.Tensor:
         """The teacher's first output again (cloned: a CUDA-graph replay overwrites its outputs)."""

@@ -102,5 +102,5 @@ def test_tool_on_an_untrained_student_writes_every_number(tmp_path):
     assert result["mapped_bits_per_byte"] > result["teacher_bits_per_byte"]
     assert result["chance_bits_per_byte"] > result["teacher_bits_per_byte"]
     assert all(-1 <= result[key] <= 1 for key in ("cosine", "centred_cosine", "mean_direction_cosine"))
-    with pytest.raises(SystemExit, match="let.token_alignment='bytes'.*valid: 'same'"):
+    with pytest.raises(SystemExit, match="token_alignment=bytes.*valid: let.token_alignment = 'same'"):
         main(["--checkpoint", str(checkpoint), "--config", CONFIG, "--let.token_alignment", "bytes"])

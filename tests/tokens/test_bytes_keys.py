@@ -1,4 +1,4 @@
-"""Cross-tokenizer alignment by byte offsets (let_components.token_alignment, let_components.aligned_data).
+"""Cross-tokenizer alignment by byte offsets (let_components.tokens: bytes_keys, bytes_data).
 
 The map is checked against a slow reference written from the rule in words: each token's bytes are materialised
 (from the tokenizer's own vocabulary, decoded with transformers' copy of GPT-2's byte table, or from the tiktoken

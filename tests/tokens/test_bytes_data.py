@@ -1,6 +1,6 @@
 """Training through the byte-aligned teacher side (let.token_alignment = "bytes"), end to end on CPU ranks.
 
-The map itself is checked against a brute-force reference in tests/test_token_alignment.py; here the trainer's
+The map itself is checked against a brute-force reference in tests/tokens/test_bytes_keys.py; here the trainer's
 side: the teacher keys never reach the student's forward, the term counts its own positions, a resumed run
 reproduces the uninterrupted one, and FSDP2 on 2 gloo ranks and torch.compile apply unchanged.
 """

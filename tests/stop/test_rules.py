@@ -1,4 +1,4 @@
-"""When the teacher leaves (let_components/stop.py): the fixed step, and the caught-up rule that decides at run time
+"""When the teacher leaves (let_components/stop/): the fixed step, and the caught-up rule that decides at run time
 from both models' loss per byte of text."""
 
 import math

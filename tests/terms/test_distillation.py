@@ -1,4 +1,4 @@
-"""The logit-distillation term (let_components/distill.py) against direct float64 torch references."""
+"""The logit-distillation term (let_components/terms/distillation.py) against direct float64 torch references."""
 
 from types import SimpleNamespace
 

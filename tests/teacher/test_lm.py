@@ -1,4 +1,4 @@
-"""The teacher's LM loss (let_components/teacher_lm.py): chunked so a 262k vocabulary never holds a whole batch of
+"""The teacher's LM loss (let_components/teacher/lm.py): chunked so a 262k vocabulary never holds a whole batch of
 logits, with the same sums as the whole batch at once."""
 
 import logging
