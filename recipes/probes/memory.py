@@ -155,8 +155,8 @@ def distillation_bytes(tokens: int, vocab: int, chunk_tokens: int, logit_bytes: 
     """Peak memory the logit-distillation term (signal = "logits") adds per micro-batch of `tokens` tokens.
 
     teacher logits in the teacher's dtype (bf16 on GPU), the KL's gradient buffer in the student logits' dtype (bf16
-    under mixed precision; let_components/terms/distillation.py) and one chunk's float32 working set. The teacher logits and
-    the buffer together are one float32 copy's worth of bytes.
+    under mixed precision; let_components/terms/distillation.py) and one chunk's float32 working set. The teacher
+    logits and the buffer together are one float32 copy's worth of bytes.
     """
     return {
         "teacher logits": logit_bytes * tokens * vocab,

@@ -1,4 +1,4 @@
-"""How teacher positions map to student positions (let_components/tokens/ (same.py, bytes_aligned.py)), without a training run."""
+"""How teacher positions map to student positions (let_components/tokens/: same.py, bytes_aligned.py), no run."""
 
 from types import SimpleNamespace
 
