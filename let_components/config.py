@@ -6,7 +6,7 @@ Used through `[job] custom_config_module = "let_components.config"`; every key i
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from torchtitan.config import JobConfig as TitanJobConfig
 
@@ -166,6 +166,14 @@ def valid_choices(config_class: type, key: str) -> tuple[str, ...]:
     """The values a `Literal[...]`-annotated config field accepts, read off the annotation itself."""
     annotation = next(f.type for f in fields(config_class) if f.name == key)
     return get_args(annotation)
+
+
+def registered(registry: dict[str, Any], key: str, value: str) -> Any:
+    """A [let] choice with a registry (signal, token_alignment, stop_when): its entry, or the one-line error naming
+    what is registered."""
+    if value not in registry:
+        raise LETConfigError(f"let.{key}={value!r}: valid are {', '.join(registry)}")
+    return registry[value]
 
 
 def complete_checkpoint_steps(folder: Path) -> list[int]:

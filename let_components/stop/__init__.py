@@ -10,7 +10,7 @@ import torch
 from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.distributed import ParallelDims
 
-from ..config import JobConfig, LETConfigError
+from ..config import JobConfig, registered
 from ..teacher.lm import TeacherLM
 
 
@@ -51,10 +51,7 @@ def register_stop_rule(name: str, rule: Any) -> None:
 
 
 def _rule(job_config: JobConfig) -> Any:
-    name = job_config.let.stop_when
-    if name not in STOP_RULES:
-        raise LETConfigError(f"let.stop_when={name!r}: valid are {', '.join(STOP_RULES)}")
-    return STOP_RULES[name]
+    return registered(STOP_RULES, "stop_when", job_config.let.stop_when)
 
 
 def check_stop_config(job_config: JobConfig) -> None:

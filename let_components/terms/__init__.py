@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torchtitan.components.tokenizer import BaseTokenizer
 
-from ..config import JobConfig, LETConfigError
+from ..config import JobConfig, registered
 from ..teacher import TeacherModel
 
 
@@ -81,10 +81,7 @@ def register_term(signal: str, build: TermBuilder, check: Callable[[JobConfig], 
 
 
 def term_option(job_config: JobConfig) -> TermOption:
-    signal = job_config.let.signal
-    if signal not in TERMS:
-        raise LETConfigError(f"let.signal={signal!r}: valid are {', '.join(TERMS)}")
-    return TERMS[signal]
+    return registered(TERMS, "signal", job_config.let.signal)
 
 
 def check_term_config(job_config: JobConfig) -> None:

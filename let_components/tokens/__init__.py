@@ -17,7 +17,7 @@ from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.distributed import ParallelDims
 from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset, build_text_dataloader
 
-from ..config import JobConfig, LETConfigError
+from ..config import JobConfig, registered
 from .tokenizers import check_tokenizer_fits
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
@@ -119,10 +119,7 @@ def register_token_alignment(name: str, option: TokenAlignment) -> None:
 
 def token_alignment(job_config: JobConfig) -> TokenAlignment:
     """The run's option; an unknown let.token_alignment is a one-line error naming the registered ones."""
-    name = job_config.let.token_alignment
-    if name not in TOKEN_ALIGNMENTS:
-        raise LETConfigError(f"let.token_alignment={name!r}: valid are {', '.join(TOKEN_ALIGNMENTS)}")
-    return TOKEN_ALIGNMENTS[name]
+    return registered(TOKEN_ALIGNMENTS, "token_alignment", job_config.let.token_alignment)
 
 
 def check_token_config(job_config: JobConfig) -> None:
