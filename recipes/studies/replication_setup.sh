@@ -12,7 +12,8 @@ x() {  # x CMD...: run it, or print it under DRY_RUN=1
 prepare_replication() {  # the CPython-docs data and the replication teacher (exported once)
   x python -m recipes.assets.build_replication_data --out "$OUT/data" --install
   if [ ! -f "$OUT/teacher/model.safetensors" ]; then
-    x ./run_train.sh --job.config_file train_configs/replication_teacher.toml
+    x ./run_train.sh --job.config_file train_configs/replication_teacher.toml --job.dump_folder "$OUT/teacher_run" \
+      --training.dataset_path "$OUT/data/train.jsonl" --validation.dataset_path "$OUT/data/validation.jsonl"
     x python -m recipes.reports.export_hf --checkpoint "$OUT/teacher_run/checkpoint/step-1500" --flavor debug_teacher \
       --tokenizer assets/tokenizer --out "$OUT/teacher"
   fi

@@ -28,7 +28,10 @@ def test_dry_run_pairs_every_variant_with_its_own_baseline_and_every_command_par
     assert run.returncode == 0, run.stderr
     lines = [shlex.split(line) for line in run.stdout.splitlines()]
     trains = {cmd[cmd.index("--job.dump_folder") + 1].rsplit("/", 1)[1]: cmd[1:] for cmd in lines
-              if cmd[0] == "./run_train.sh" and "--job.dump_folder" in cmd}  # the teacher run has none
+              if cmd[0] == "./run_train.sh" and "train_configs/replication_teacher.toml" not in cmd}
+    teacher = next(cmd for cmd in lines if "train_configs/replication_teacher.toml" in cmd)
+    assert teacher[teacher.index("--job.dump_folder") + 1] == f"{tmp_path}/teacher_run"  # OUT's teacher, OUT's data
+    assert teacher[teacher.index("--training.dataset_path") + 1] == f"{tmp_path}/data/train.jsonl"
     # stage 1: both baselines and the five variants at seed 0; stage 2 (SEEDS2_VARIANTS="hf lambda0.3", and paper): seed
     # 1. The paper variant's runs are the replication's own (shared with replicate.sh), the others the study's
     assert sorted(trains) == sorted([
@@ -85,7 +88,7 @@ def test_caught_up_study_differs_from_its_fixed_pair_only_in_the_stop_rule(tmp_p
     assert run.returncode == 0, run.stderr
     lines = [shlex.split(line) for line in run.stdout.splitlines()]
     trains = {cmd[cmd.index("--job.dump_folder") + 1].removeprefix(f"{tmp_path}/"): parse_config(None, *cmd[1:])
-              for cmd in lines if cmd[0] == "./run_train.sh" and "--job.dump_folder" in cmd}
+              for cmd in lines if cmd[0] == "./run_train.sh" and "train_configs/replication_teacher.toml" not in cmd}
     assert sorted(trains) == ["baseline_s1", "caught_up/caught_up_s1", "caught_up/fixed_s1"]
     fixed, caught_up = trains["caught_up/fixed_s1"].let, trains["caught_up/caught_up_s1"].let
     assert fixed.teacher_path == caught_up.teacher_path == f"{tmp_path}/teacher_step100"

@@ -39,7 +39,8 @@ def test_dry_run_plans_the_pinned_worktree_the_six_runs_and_every_measurement(tm
     lines = [shlex.split(line) for line in run.stdout.splitlines()]
     assert lines[0] == ["git", "worktree", "add", "--detach", str(tmp_path / "wt"), head]
     trains = {cmd[cmd.index("--job.dump_folder") + 1].removeprefix(f"{tmp_path}/"): parse_config(None, *cmd[1:])
-              for cmd in lines if cmd[0] == "./run_train.sh" and "--job.dump_folder" in cmd}
+              for cmd in lines if cmd[0] == "./run_train.sh"}
+    assert trains.pop("teacher_run").validation.dataset_path == f"{tmp_path}/data/validation.jsonl"
     assert sorted(trains) == ["baseline_s0", "baseline_s1", "let_s0", "let_s1", "why/let_whole_s0", "why/let_whole_s1"]
     for name, job_config in trains.items():
         assert job_config.debug.seed == int(name[-1]) and job_config.checkpoint.interval == 100
