@@ -152,4 +152,5 @@ class Bytes:
         return ByteAlignedTextDataset(
             dataset, dataset_path, tokenizer, seq_len, teacher_tokenizer=teacher,
             teacher_len=self.teacher_seq_len(job_config), same_document=False, pad_id=teacher.eos_id or 0,
+            teacher_bos=job_config.let.teacher_window_bos,  # the teacher reads what it read in training
         )

@@ -2,6 +2,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from let_components.config import LETConfigError
 from let_components.tokens import check_tokenizer
@@ -14,7 +15,7 @@ from let_components.tokens.tokenizers import (
 )
 from tests.support import ASSETS
 from tests.support.config import parse_config
-from tests.support.tokenizers import QWEN_SPECIAL, save_qwen_tokenizer, save_tiktoken_file
+from tests.support.tokenizers import QWEN_SPECIAL, save_qwen_tokenizer, save_sentencepiece_tokenizer, save_tiktoken_file
 
 
 def _job_config(*args: str):
@@ -99,3 +100,26 @@ def test_tokenizer_comes_from_the_teacher_unless_hf_assets_path_is_set(tmp_path)
     folder, key = tokenizer_source(gone)
     assert (folder, key) == (str(tmp_path / "job" / TOKENIZER_COPY), "let.teacher_path (this job's copy)")
     assert load_tokenizer(folder).get_vocab() == load_tokenizer(teacher).get_vocab()
+
+
+@pytest.mark.parametrize("window_bos", [True, False])
+def test_a_probe_reads_the_teacher_windows_the_run_trained_on(tmp_path, window_bos):
+    """tokens.text_dataset (what the probes read, e.g. recipes.probes.similarity) gives the byte-aligned windows of
+    the training dataloader, teacher BOS included or not as let.teacher_window_bos says (a Gemma-style teacher)."""
+    from let_components.tokens import build_dataloader, text_dataset
+
+    teacher = save_sentencepiece_tokenizer(tmp_path / "teacher", style="gemma")
+    job_config = _job_config("--let.token_alignment", "bytes", "--let.teacher_path", str(teacher),
+                             "--job.dump_folder", str(tmp_path / "run"),
+                             *(() if window_bos else ("--let.no-teacher_window_bos",)))
+    student = load_tokenizer(ASSETS / "teacher_debug")
+    training = build_dataloader(1, 0, student, job_config, infinite=False).dataset
+    probe = text_dataset(job_config, student, job_config.training.dataset, job_config.training.dataset_path,
+                         job_config.training.seq_len)
+    bos, starts = load_tokenizer(teacher).bos_id, []
+    for (want, _), (got, _) in zip(training, probe, strict=False):
+        assert want.keys() == got.keys() and all(torch.equal(want[key], got[key]) for key in want)
+        starts.append(got["teacher_input"][0].item() == bos)
+        if len(starts) == 8:
+            break
+    assert len(starts) == 8 and all(starts) == window_bos  # every window starts with BOS only when asked
