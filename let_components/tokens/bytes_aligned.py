@@ -123,20 +123,23 @@ class Bytes:
 
     def build_dataloader(self, dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig,
                          infinite: bool) -> ParallelAwareDataloader:
-        """The byte-aligned dataset in torchtitan's dataloader, the teacher's tokenizer from let.teacher_path (or the
-        job's copy of it)."""
+        """The byte-aligned dataset in torchtitan's dataloader."""
         student = get_train_spec(job_config.model.name).model_args[job_config.model.flavor]
         if job_config.training.dataloader.num_workers == 0:
             logger.info("[LET] token_alignment='bytes': the teacher's tokenization of the text runs in the training "
                         "process (training.dataloader.num_workers = 0); 1 moves it off the training step")
         return build_byte_aligned_dataloader(
             dp_world_size, dp_rank, tokenizer, job_config, infinite,
-            teacher_tokenizer=teacher_tokenizer(job_config),
-            teacher_len=self.teacher_seq_len(job_config),
             # a student with document masking sees one document per segment: its teacher target must come from it too
             same_document=getattr(student, "attn_mask_type", "causal") == "block_causal",
-            teacher_bos=job_config.let.teacher_window_bos,
+            **self._teacher_side(job_config),
         )
+
+    def _teacher_side(self, job_config: JobConfig) -> dict[str, Any]:
+        """The teacher's side of the windows, one for training and the probes: its tokenizer (from let.teacher_path
+        or the job's copy of it), its window length and whether a window starts with its BOS."""
+        return {"teacher_tokenizer": teacher_tokenizer(job_config), "teacher_len": self.teacher_seq_len(job_config),
+                "teacher_bos": job_config.let.teacher_window_bos}
 
     def build_map(self, job_config: JobConfig, student: torch.nn.Module, student_args: Any) -> BytesAligned:
         """With flex/varlen attention, the teacher's document masks are built by the student's own torchtitan model
@@ -148,9 +151,7 @@ class Bytes:
 
     def text_dataset(self, job_config: JobConfig, tokenizer: BaseTokenizer, dataset: str, dataset_path: str | None,
                      seq_len: int) -> ByteAlignedTextDataset:
-        teacher = teacher_tokenizer(job_config)
-        return ByteAlignedTextDataset(
-            dataset, dataset_path, tokenizer, seq_len, teacher_tokenizer=teacher,
-            teacher_len=self.teacher_seq_len(job_config), same_document=False, pad_id=teacher.eos_id or 0,
-            teacher_bos=job_config.let.teacher_window_bos,  # the teacher reads what it read in training
-        )
+        """The windows as training cuts them, teacher side included; pairs across documents (the probes run the
+        teacher without document masks)."""
+        return ByteAlignedTextDataset(dataset, dataset_path, tokenizer, seq_len, same_document=False,
+                                      **self._teacher_side(job_config))

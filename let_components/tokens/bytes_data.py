@@ -51,7 +51,7 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
         teacher_tokenizer: BaseTokenizer,
         teacher_len: int,
         same_document: bool,
-        pad_id: int,
+        pad_id: int | None = None,
         tokenizer_key: str = "model.hf_assets_path",
         teacher_key: str = "let.teacher_path",
         teacher_bos: bool = False,
@@ -61,7 +61,10 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
         self._teacher_bytes = ByteTokenizer.build(teacher_tokenizer, teacher_key)
         self.teacher_len = teacher_len
         self.same_document = same_document
-        self.pad_id = pad_id
+        # padding sits after the teacher's real tokens, so under causal attention no target reads it: any id will do
+        eos = teacher_tokenizer.eos_id
+        self.pad_id = pad_id if pad_id is not None else eos if eos is not None else 0
+        """Fills a teacher window after its tokens (default: the teacher's EOS, 0 if it has none)."""
         self.teacher_bos = teacher_bos
         """Put the teacher tokenizer's BOS (its prefix) first in every teacher window that lacks it."""
         # shared with dataloader workers (forked with it): the trainer's switch reaches the process that iterates
@@ -220,8 +223,6 @@ def build_byte_aligned_dataloader(
 ) -> ParallelAwareDataloader:
     """torchtitan's build_text_dataloader with ByteAlignedTextDataset (bind the keywords with functools.partial to
     use it as a TrainSpec's build_dataloader_fn)."""
-    # padding sits after the teacher's real tokens, so under causal attention no target reads it: any id will do
-    pad_id = teacher_tokenizer.eos_id if teacher_tokenizer.eos_id is not None else 0
     dataset = ByteAlignedTextDataset(
         dataset_name=job_config.training.dataset,
         dataset_path=job_config.training.dataset_path,
@@ -233,7 +234,6 @@ def build_byte_aligned_dataloader(
         teacher_tokenizer=teacher_tokenizer,
         teacher_len=teacher_len,
         same_document=same_document,
-        pad_id=pad_id,
         tokenizer_key=tokenizer_source(job_config)[1],
         teacher_key="let.teacher_path",
         teacher_bos=teacher_bos,

@@ -15,9 +15,8 @@ from itertools import islice
 import torch
 from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 
-from let_components.tokens import teacher_seq_len
-from let_components.tokens.bytes_data import ByteAlignedTextDataset
-from let_components.tokens.tokenizers import build_tokenizer, teacher_tokenizer
+from let_components.tokens import describe, one_to_one, teacher_seq_len, text_dataset
+from let_components.tokens.tokenizers import build_tokenizer
 
 from ..common import parse_job_config
 
@@ -35,13 +34,13 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     job_config = parse_job_config(args.config, overrides)
     training = job_config.training
-    tokenizer, teacher = build_tokenizer(job_config), teacher_tokenizer(job_config)
+    if one_to_one(job_config):
+        raise SystemExit(f"--config {args.config}: {describe(job_config)} has no teacher side to time "
+                         "(this measures let.token_alignment = 'bytes')")
+    tokenizer = build_tokenizer(job_config)
     windows = args.steps * training.local_batch_size
     plain = HuggingFaceTextDataset(training.dataset, training.dataset_path, tokenizer, training.seq_len)
-    aligned = ByteAlignedTextDataset(
-        training.dataset, training.dataset_path, tokenizer, training.seq_len, teacher_tokenizer=teacher,
-        teacher_len=teacher_seq_len(job_config), same_document=False, pad_id=teacher.eos_id or 0,
-    )
+    aligned = text_dataset(job_config, tokenizer, training.dataset, training.dataset_path, training.seq_len)
     plain_s, _ = timed(plain, windows)
     aligned_s, samples = timed(aligned, windows)
     index = torch.stack([x["teacher_index"] for x, _ in samples])

@@ -1,5 +1,6 @@
 import json
 import shutil
+from itertools import islice
 
 import pytest
 import torch
@@ -117,9 +118,7 @@ def test_a_probe_reads_the_teacher_windows_the_run_trained_on(tmp_path, window_b
     probe = text_dataset(job_config, student, job_config.training.dataset, job_config.training.dataset_path,
                          job_config.training.seq_len)
     bos, starts = load_tokenizer(teacher).bos_id, []
-    for (want, _), (got, _) in zip(training, probe, strict=False):
+    for (want, _), (got, _) in islice(zip(training, probe, strict=False), 8):
         assert want.keys() == got.keys() and all(torch.equal(want[key], got[key]) for key in want)
         starts.append(got["teacher_input"][0].item() == bos)
-        if len(starts) == 8:
-            break
     assert len(starts) == 8 and all(starts) == window_bos  # every window starts with BOS only when asked
