@@ -40,8 +40,16 @@ def write_record(dump_folder: str | Path, values: dict[str, Any], resuming: bool
     path = Path(dump_folder) / RUN_RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{RUN_RECORD}.partial")
-    partial.write_text(json.dumps(record, indent=2) + "\n")
+    with open(partial, "w") as file:
+        file.write(json.dumps(record, indent=2) + "\n")
+        file.flush()
+        os.fsync(file.fileno())  # the new bytes are on disk before the rename makes them the record
     os.replace(partial, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # and the rename itself: after a power loss the record is the old one or the new one
+    finally:
+        os.close(folder)
 
 
 def recorded_decision(dump_folder: str | Path) -> dict[str, Any] | None:

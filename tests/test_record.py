@@ -1,7 +1,7 @@
 """The run record, let_run.json (let_components/record.py): what survives a kill mid-write and a broken file."""
 
 import json
-from pathlib import Path
+import os
 
 import pytest
 
@@ -12,12 +12,11 @@ from let_components.record import RUN_RECORD, read_record, record_decision, writ
 def test_a_kill_between_write_and_rename_leaves_the_old_record_readable(tmp_path, monkeypatch):
     write_record(tmp_path, {"lambda_0": 0.1, "stop_step": 100}, resuming=False)
 
-    def killed_half_way(path: Path, text: str, *args, **kwargs) -> int:
-        with open(path, "w") as file:
-            file.write(text[: len(text) // 2])
+    def killed_half_way(fd: int) -> None:
+        os.ftruncate(fd, os.fstat(fd).st_size // 2)
         raise KeyboardInterrupt("killed mid-write")
 
-    monkeypatch.setattr(Path, "write_text", killed_half_way)
+    monkeypatch.setattr(os, "fsync", killed_half_way)
     with pytest.raises(KeyboardInterrupt):
         record_decision(tmp_path, {"step": 40, "student_bits_per_byte": 2.0, "teacher_bits_per_byte": 2.1})
     monkeypatch.undo()
@@ -25,6 +24,27 @@ def test_a_kill_between_write_and_rename_leaves_the_old_record_readable(tmp_path
     write_record(tmp_path, {"stop_step": 200}, resuming=True)  # the next start writes over the partial file
     assert read_record(tmp_path) == {"lambda_0": 0.1, "stop_step": 200}
     assert [p.name for p in tmp_path.iterdir()] == [RUN_RECORD]
+
+
+def test_the_record_is_on_disk_before_it_is_renamed_and_the_rename_after(tmp_path, monkeypatch):
+    """Review finding: the record was replaced atomically but never fsynced, so after a power loss the rename could
+    survive while the bytes it names did not (an empty or partial let_run.json)."""
+    events: list[str] = []
+    fsync, replace = os.fsync, os.replace
+
+    def logged_fsync(fd: int) -> None:
+        events.append("fsync folder" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync file")
+        fsync(fd)
+
+    def logged_replace(source, target) -> None:
+        events.append("rename")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", logged_fsync)
+    monkeypatch.setattr(os, "replace", logged_replace)
+    write_record(tmp_path, {"lambda_0": 0.1}, resuming=False)
+    assert events == ["fsync file", "rename", "fsync folder"]
+    assert read_record(tmp_path) == {"lambda_0": 0.1}
 
 
 def test_a_broken_record_is_one_line_naming_the_file(tmp_path):

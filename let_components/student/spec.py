@@ -27,7 +27,7 @@ from torchtitan.protocols.train_spec import BaseModelArgs, TrainSpec
 
 from .. import platform
 from ..config import LETConfigError, Student, valid_choices
-from ..teacher import teacher_architecture, teacher_config
+from ..teacher import teacher_architecture, teacher_config, text_config
 from ..tokens import build_dataloader, student_vocab_size
 from ..tokens.tokenizers import build_tokenizer
 from ..validate import ResumableValidator
@@ -67,7 +67,7 @@ class StudentArgsMixin:
         if let is None or not let.teacher_path:
             return
         teacher = teacher_config(let.teacher_path, job_config.job.dump_folder)
-        self.vocab_size = student_vocab_size(job_config, teacher)  # the teacher's, or the student's own tokenizer's
+        self.vocab_size = student_vocab_size(job_config, text_config(teacher))  # the teacher's, or the student's own tokenizer's
         if let.enable and let.projection == "linear":
             self.projection_dim = teacher_architecture(teacher, let.teacher_path, let.teacher_backend).output_width(
                 teacher, let.teacher_layer

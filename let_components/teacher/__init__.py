@@ -15,6 +15,7 @@ from .checkpoint import (
     keep_teacher_fingerprint,
     read_hf_config,
     teacher_config,
+    text_config,
 )
 from .checks import check_teacher
 from .loader import load_teacher, teacher_architecture, teacher_backend
@@ -39,6 +40,7 @@ __all__ = [
     "teacher_backend",
     "teacher_compiled",
     "teacher_config",
+    "text_config",
     "teacher_forward",
     "uses_cuda_graphs",
 ]

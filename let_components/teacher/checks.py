@@ -5,7 +5,7 @@ from torchtitan.tools.logging import logger
 
 from ..config import LETConfigError
 from ..tokens import teacher_seq_len
-from .checkpoint import check_teacher_unchanged, teacher_config
+from .checkpoint import check_teacher_unchanged, teacher_config, text_config
 from .loader import build_meta_teacher, check_weights, teacher_architecture, teacher_backend
 from .registry import TeacherOptions, resolve_layer
 
@@ -21,7 +21,7 @@ def check_teacher(job_config: JobConfig, teacher_needed: bool, resuming: bool = 
     logger.info(f"[LET] teacher model_type {config.get('model_type')!r}: {backend} backend "
                 f"(let.teacher_backend={let.teacher_backend!r})")
     architecture = teacher_architecture(config, let.teacher_path, backend)
-    resolve_layer(let.teacher_layer, config["num_hidden_layers"])
+    resolve_layer(let.teacher_layer, text_config(config)["num_hidden_layers"])
     max_positions, length = architecture.max_positions(config), teacher_seq_len(job_config)
     if max_positions is not None and length > max_positions:
         key = "training.seq_len" if length == job_config.training.seq_len else "let.teacher_seq_len"

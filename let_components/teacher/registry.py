@@ -43,7 +43,7 @@ class TeacherArchitecture:
     """Builds the module (called on the meta device) from config.json."""
     convert_state_dict: Callable[[dict[str, Any], dict[str, torch.Tensor]], dict[str, torch.Tensor]]
     """Maps HF safetensors keys/layouts to the module's state dict."""
-    output_width: Callable[[dict[str, Any], int], int] = lambda config, layer: config["hidden_size"]
+    output_width: Callable[[dict[str, Any], int], int] = lambda config, layer: config["hidden_size"]  # native: no text_config
     """Width of the state returned for `teacher_layer` (OPT-350m's final state is word_embed_proj_dim wide)."""
     max_positions: Callable[[dict[str, Any]], int | None] = lambda config: None
     """Longest sequence the weights support (learned positions), None when there is no hard limit."""

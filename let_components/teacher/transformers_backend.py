@@ -22,26 +22,42 @@ import torch
 from torch import nn
 
 from ..config import LETConfigError
-from .checkpoint import check_finite
+from .checkpoint import TEXT_KEYS, check_finite, text_config
 from .registry import TeacherArchitecture, TeacherOptions, resolve_layer
 
 INSTALL = 'pip install "let-titan[hf]"'
 
 
 def transformers_model_types() -> set[str] | None:
-    """The model_types transformers can build as a causal LM, or None when transformers is not installed."""
+    """The model_types transformers can build as a causal LM (its own and those registered with
+    AutoModelForCausalLM.register), or None when transformers is not installed."""
     try:
+        from transformers import AutoModelForCausalLM
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     except ImportError:
         return None
-    return set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    registered = {config.model_type for config in AutoModelForCausalLM._model_mapping._extra_content}
+    return set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) | registered
 
 
-def _config_object(config: dict[str, Any]) -> Any:
-    from transformers import AutoConfig
-
+def config_object(config: dict[str, Any]) -> Any:
+    """config.json as transformers' config object (its defaults filled in)."""
+    try:
+        from transformers import AutoConfig
+    except ImportError:
+        raise LETConfigError(
+            f"let.teacher_path: config.json of model_type {config.get('model_type')!r} does not name "
+            f"{', '.join(TEXT_KEYS)} at its top level; only the transformers backend reads it ({INSTALL})"
+        ) from None
     values = {key: value for key, value in config.items() if key != "model_type"}
     return AutoConfig.for_model(config["model_type"], **values)
+
+
+def text_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """checkpoint.text_config for a config.json only transformers can read: its text model's settings, with
+    TEXT_KEYS under their standard names."""
+    text = config_object(config).get_text_config()
+    return {**text.to_dict(), **{key: getattr(text, key) for key in TEXT_KEYS}}
 
 
 def _build_lm(config: dict[str, Any]) -> nn.Module:
@@ -50,7 +66,7 @@ def _build_lm(config: dict[str, Any]) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_config(_config_object(config))
+        return AutoModelForCausalLM.from_config(config_object(config))
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise LETConfigError(
@@ -86,15 +102,14 @@ class TransformersTeacher(nn.Module):
         config = lm.config.get_text_config()
         self.lm = lm
         self.hidden_size, self.vocab_size = config.hidden_size, config.vocab_size
-        self.n_layers, self.max_seq_len = config.num_hidden_layers, None
-        self.softcap = getattr(config, "final_logit_softcapping", None)
-        self.layer = options.layer
-        blocks = _blocks(lm, self.n_layers)
-        last = resolve_layer(options.layer, self.n_layers)
-        del blocks[last + 1:]
+        self.n_layers = config.num_hidden_layers
+        self.max_seq_len = learned_positions(lm)
+        self.layer = resolve_layer(options.layer, self.n_layers) if options.layer >= 0 else -1
         self._block_output: torch.Tensor | None = None
-        if options.layer >= 0:
-            blocks[last].register_forward_hook(self._keep_block_output)
+        if self.layer >= 0:  # only then are the blocks looked for: -1 is the base model's own last state
+            blocks = _blocks(lm, self.n_layers)
+            del blocks[self.layer + 1:]
+            blocks[self.layer].register_forward_hook(self._keep_block_output)
 
     def _keep_block_output(self, module: nn.Module, args: Any, output: Any) -> None:
         self._block_output = output[0] if isinstance(output, tuple) else output
@@ -108,13 +123,67 @@ class TransformersTeacher(nn.Module):
         return output
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.lm.get_output_embeddings()(hidden)
-        if self.softcap:  # Gemma 2 style: the LM head's logits pass through cap * tanh(x / cap)
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
+        """The model's own causal-LM forward from the final state on: its LM head and whatever its family does to
+        the logits after it (Gemma's soft-capping, Granite's logits_scaling, Cohere's logit_scale, ...), with the
+        base model stood in for by `hidden`, so a family never needs a rule here. Called on a few sequences at a
+        time (TeacherLM's chunks): the model's forward on a whole batch would hold all of a large vocabulary's logits."""
+        base = self.lm.base_model
+        base.forward = lambda *args, **kwargs: _StateOnly(last_hidden_state=hidden)
+        try:
+            ids = torch.zeros(hidden.shape[:-1], dtype=torch.long, device=hidden.device)  # read by nothing
+            return self.lm(input_ids=ids, use_cache=False).logits
+        finally:
+            del base.forward
+
+    def check_logits(self, path: str | os.PathLike, model_type: str) -> None:
+        """The logits `logits` gives against the model's own forward on a probe input, once when the teacher is built:
+        a causal LM whose head reads more than the base model's last state (its input ids, an earlier layer) is
+        refused rather than teaching with other logits than its own."""
+        probe = (torch.arange(PROBE_TOKENS, device=self.lm.device) * 7919 % self.vocab_size)[None]
+        with torch.no_grad():
+            expected = self.lm(input_ids=probe, use_cache=False).logits.float()
+            got = self.logits(self(probe)).float()
+        scale, error = expected.abs().max().item(), (got - expected).abs().max().item()
+        if error > LOGITS_TOLERANCE.get(self.lm.dtype, LOGITS_TOLERANCE[torch.float32]) * scale:
+            raise LETConfigError(
+                f"let.teacher_path='{path}': model_type {model_type!r}: the logits from its final state differ from its "
+                f"own forward's by up to {error:.3g} (largest logit {scale:.3g}): its causal-LM head reads more than "
+                "the last hidden state, which the teacher term cannot follow; use another teacher"
+            )
 
     def init_buffers(self) -> None:
         pass  # from_pretrained builds the module on its device: its RoPE tables and scales are already right
+
+
+class _StateOnly(dict):
+    """What the causal LM's forward reads of its base model's output: the last state, everything else None."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self["last_hidden_state"] if key == 0 else dict.__getitem__(self, key)
+
+
+PROBE_TOKENS = 8
+"""Length of the probe input `check_logits` compares the two ways of computing logits on."""
+LOGITS_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 2e-3}
+"""Largest |difference| over the largest |logit| the two ways may differ by: the same operations, on different
+paths through the model."""
+
+
+def learned_positions(lm: nn.Module) -> int | None:
+    """The longest sequence a model with a learned position table can read (GPT-2's n_positions, OPT's and XLM's
+    max_position_embeddings): an embedding table of the base model, other than the token embedding, with as many
+    rows as the config's position count (OPT keeps 2 more); None for RoPE, ALiBi and other unbounded families."""
+    config = lm.config.get_text_config()
+    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    tokens = lm.get_input_embeddings()
+    for module in lm.base_model.modules():
+        if isinstance(module, nn.Embedding) and module is not tokens and limit is not None:
+            if module.num_embeddings in (limit, limit + 2):
+                return limit
+    return None
 
 
 def build_transformers_teacher(config: dict[str, Any], options: TeacherOptions) -> TransformersTeacher:
@@ -126,10 +195,12 @@ def load_transformers_teacher(path: str | os.PathLike, config: dict[str, Any], o
     """transformers reads the folder itself (tied weights, shards, buffers), then the teacher is cut to its layer."""
     from transformers import AutoModelForCausalLM
 
-    lm = AutoModelForCausalLM.from_pretrained(path, config=_config_object(config), dtype=dtype, local_files_only=True)
-    teacher = TransformersTeacher(lm.to(device), options)
+    lm = AutoModelForCausalLM.from_pretrained(path, config=config_object(config), dtype=dtype, local_files_only=True)
+    teacher = TransformersTeacher(lm.to(device).eval(), options)
     for name, parameter in teacher.lm.named_parameters():  # what load_hf_state_dict checks on the native path
         check_finite(path, "the folder's", name, parameter)
+    if teacher.layer == -1:  # with blocks cut off (teacher_layer >= 0) there is no own forward, and no logits used
+        teacher.check_logits(path, config["model_type"])
     return teacher
 
 
@@ -171,13 +242,17 @@ def output_width(config: dict[str, Any], layer: int) -> int:
     # OPT-350m style models project the final state down to word_embed_proj_dim
     if layer == -1 and config.get("word_embed_proj_dim"):
         return config["word_embed_proj_dim"]
-    text = config.get("text_config", config)
-    return text["hidden_size"]
+    return text_config(config)["hidden_size"]
+
+
+def max_positions(config: dict[str, Any]) -> int | None:
+    return learned_positions(_meta_lm(json.dumps(config, sort_keys=True)))
 
 
 TRANSFORMERS_ARCHITECTURE = TeacherArchitecture(
     build=build_transformers_teacher,
     convert_state_dict=convert_transformers_state_dict,
     output_width=output_width,
+    max_positions=max_positions,
     load=load_transformers_teacher,
 )

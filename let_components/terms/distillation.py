@@ -24,7 +24,7 @@ from torch import nn
 from torchtitan.components.tokenizer import BaseTokenizer
 
 from ..config import JobConfig, LETConfigError
-from ..teacher import TeacherModel, teacher_config
+from ..teacher import TeacherModel, teacher_config, text_config
 
 Direction = Literal["forward", "reverse"]
 
@@ -201,6 +201,6 @@ def build_distillation(job_config: JobConfig, student: nn.Module, tokenizer: Bas
                        ) -> DistillationTerm:
     let = job_config.let
     tokenizer_ids = max(tokenizer.get_vocab().values()) + 1
-    teacher_vocab = teacher_config(let.teacher_path, job_config.job.dump_folder)["vocab_size"]
+    teacher_vocab = text_config(teacher_config(let.teacher_path, job_config.job.dump_folder))["vocab_size"]
     check_distillation_vocab(vocab_size, teacher_vocab, tokenizer_ids)
     return DistillationTerm(job_config, tokenizer_ids)

@@ -87,7 +87,7 @@ class TokenAlignment(Protocol):
         ...
 
     def student_vocab_size(self, job_config: JobConfig, teacher: dict[str, Any]) -> int:
-        """The student's embedding rows, given the teacher's config.json."""
+        """The student's embedding rows, given the teacher's text settings (teacher.text_config)."""
         ...
 
     def teacher_seq_len(self, job_config: JobConfig) -> int:

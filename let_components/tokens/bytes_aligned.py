@@ -31,7 +31,7 @@ class BytesAligned:
     not count). The term's count is its own: one more all-reduce per teaching step (three numbers, no host sync).
     A step in which no position has a target (every document failed the byte-cover check) has a term of 0, not 0/0."""
 
-    KEYS = ("teacher_input", "teacher_index", "teacher_lost", "teacher_length")
+    KEYS = ("teacher_input", "teacher_index", "teacher_lost", "teacher_length", "teacher_head")
 
     def __init__(self, teacher_masks: Callable[[torch.Tensor], Any]):
         self.teacher_masks = teacher_masks
@@ -62,9 +62,12 @@ class BytesAligned:
         tokens, length = teacher_batch["teacher_input"], teacher_batch["teacher_length"]
         teacher_labels = torch.full_like(tokens, IGNORE_INDEX)
         teacher_labels[:, :-1] = tokens[:, 1:]
-        # the window's last teacher token has no next token in it, and padding is no token
+        # the window's last teacher token has no next token in it, and padding is no token; nor is the BOS put
+        # before a window that starts inside a document a context: from it alone the teacher would predict the
+        # window's first token, which the student never has to do
         position = torch.arange(tokens.shape[1], device=tokens.device)
-        return teacher_labels.masked_fill(position >= (length[:, None] - 1), IGNORE_INDEX)
+        no_label = (position >= (length[:, None] - 1)) | (position < teacher_batch["teacher_head"][:, None])
+        return teacher_labels.masked_fill(no_label, IGNORE_INDEX)
 
     def to_student(self, target: torch.Tensor, teacher_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         index = teacher_batch["teacher_index"].clamp(min=0)

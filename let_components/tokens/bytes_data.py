@@ -29,9 +29,10 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
     """HuggingFaceTextDataset whose samples also carry the teacher's window:
 
     `({"input": [S], "teacher_input": [teacher_len], "teacher_index": [S], "teacher_lost": [],
-    "teacher_length": []}, labels [S])`: teacher_index[j] the position in teacher_input of student position j's
-    teacher token (-1: none), teacher_lost the positions whose teacher token was cut by teacher_len, teacher_length
-    the teacher tokens before the padding.
+    "teacher_length": [], "teacher_head": []}, labels [S])`: teacher_index[j] the position in teacher_input of
+    student position j's teacher token (-1: none), teacher_lost the positions whose teacher token was cut by
+    teacher_len, teacher_length the teacher tokens before the padding, teacher_head the tokens put before the
+    window's text (a BOS, with teacher_bos).
 
     `set_teacher_side(False)` (the teacher is gone) makes it torchtitan's dataset again: only {"input"}, no teacher
     tokenization. The switch is a flag in shared memory, so it also reaches a dataloader worker process
@@ -143,6 +144,7 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
             "teacher_index": torch.from_numpy(aligned.teacher_index),
             "teacher_lost": torch.tensor(aligned.lost),
             "teacher_length": torch.tensor(aligned.length),
+            "teacher_head": torch.tensor(aligned.head),
         }
 
     def __iter__(self):

@@ -261,6 +261,8 @@ class AlignedWindow:
     """Student positions whose teacher token fell beyond teacher_len."""
     length: int
     """Teacher tokens of the window in teacher_input (the rest is padding)."""
+    head: int
+    """Tokens put before the window's text (the BOS `bos` inserted in a window that starts inside a document)."""
 
 
 def align_window(
@@ -286,7 +288,7 @@ def align_window(
     h = min(len(head), teacher_len)
     teacher_input[:h] = head[:h]
     if len(teacher) == 0:
-        return AlignedWindow(teacher_input, index, 0, h)
+        return AlignedWindow(teacher_input, index, 0, h, h)
     stop = max(first, int(np.searchsorted(teacher.end, student.end[-1], side="right")))
     kept = min(stop - first, teacher_len - h)
     teacher_input[h:h + kept] = teacher.ids[first:first + kept]
@@ -298,4 +300,4 @@ def align_window(
     index[has_target] = last[has_target] - first + h
     truncated = index >= teacher_len
     index[truncated] = -1
-    return AlignedWindow(teacher_input, index, int(truncated.sum()), h + kept)
+    return AlignedWindow(teacher_input, index, int(truncated.sum()), h + kept, h)

@@ -8,10 +8,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from let_components.config import LETConfigError, LETRuntimeError
-from let_components.teacher import check_teacher, keep_teacher_fingerprint, load_teacher
+from let_components.teacher import TeacherOptions, check_teacher, keep_teacher_fingerprint, load_teacher
 from tests.support import ASSETS
 from tests.support.config import parse_config
-from tests.support.teachers import broken_teacher
+from tests.support.teachers import broken_teacher, rewrite_config
 
 # what each broken folder's error says, after "let.teacher_path='<folder>': "
 EXPECTED = {
@@ -80,3 +80,50 @@ def test_a_resume_with_a_different_teacher_at_the_same_path_is_an_error(tmp_path
         check_teacher(_job_config(teacher, out), teacher_needed=True, resuming=True)
     _one_line_error(error, teacher, "model.safetensors changed since this run started")
     check_teacher(_job_config(teacher, out), teacher_needed=True, resuming=False)  # a fresh run records anew
+
+
+def test_a_multimodal_teacher_is_read_by_its_text_settings(tmp_path):
+    """Review finding: a multimodal config.json (model_type gemma3, the text model's settings under text_config, its
+    vocabulary size left out as the class default) crashed the checks and the student's vocabulary with a KeyError;
+    every reader now takes the text settings from one place (teacher.text_config), defaults filled in."""
+    from transformers import AutoModelForCausalLM, Gemma3Config
+
+    from let_components.tokens import student_vocab_size
+
+    text = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=1, head_dim=16, sliding_window=8)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    torch.manual_seed(0)
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+    AutoModelForCausalLM.from_config(config).eval().save_pretrained(tmp_path / "gemma3")
+    saved = __import__("json").loads((tmp_path / "gemma3" / "config.json").read_text())
+    assert saved["model_type"] == "gemma3" and "vocab_size" not in saved
+    job_config = _job_config(tmp_path / "gemma3", tmp_path / "run", "--let.teacher_layer", "1")
+    check_teacher(job_config, teacher_needed=True)
+    from let_components.teacher import text_config
+
+    assert student_vocab_size(job_config, text_config(saved)) == 300
+    assert text_config({"model_type": "gemma3", "text_config": {"hidden_size": 64}})["vocab_size"] == 262_208
+    teacher = load_teacher(tmp_path / "gemma3", options=TeacherOptions(max_seq_len=32))
+    assert teacher(torch.randint(0, 300, (1, 8))).shape == (1, 8, 64)
+
+
+@pytest.mark.parametrize("names", ["gpt2's own", "standard too"])
+def test_learned_positions_bound_the_sequence_through_transformers_too(tmp_path, names):
+    """Review finding: the transformers backend had no position limit, so a GPT-2 teacher (learned positions,
+    n_positions) with a longer training.seq_len passed the checks and failed at its first forward. Its config.json
+    names its sizes n_embd and n_layer (read through transformers), or also by the standard names."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(
+        tmp_path / "gpt2")
+    if names == "standard too":
+        rewrite_config(tmp_path / "gpt2", num_hidden_layers=2, hidden_size=32)
+    with pytest.raises(LETConfigError) as error:  # let_debug trains 256-token windows
+        check_teacher(_job_config(tmp_path / "gpt2", tmp_path / "run"), teacher_needed=True)
+    assert str(error.value) == ("training.seq_len=256: the teacher at let.teacher_path has learned positions for at "
+                                "most 64 tokens; use training.seq_len <= 64")
+    check_teacher(_job_config(tmp_path / "gpt2", tmp_path / "run", "--training.seq_len", "64"), teacher_needed=True)
+    assert load_teacher(tmp_path / "gpt2", options=TeacherOptions(max_seq_len=64)).max_seq_len == 64

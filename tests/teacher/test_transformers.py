@@ -79,7 +79,7 @@ def test_a_family_without_a_native_module_teaches_as_transformers_computes_it(tm
     reference = AutoModelForCausalLM.from_config(config).eval()
     reference.save_pretrained(tmp_path / "gemma")
     teacher = load_teacher(tmp_path / "gemma", options=TeacherOptions(max_seq_len=32))
-    assert isinstance(teacher, TransformersTeacher) and teacher.softcap == 30.0
+    assert isinstance(teacher, TransformersTeacher)
     tokens = torch.randint(0, 300, (2, 24))  # longer than the sliding window
     with torch.no_grad():
         expected = reference(tokens, output_hidden_states=True)
@@ -137,3 +137,90 @@ def test_a_native_run_never_imports_transformers():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
+
+
+def _saved(folder, model_type: str, **config) -> "Path":
+    """A tiny random causal LM of `model_type`, saved by transformers."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **config)).eval().save_pretrained(folder)
+    return folder
+
+
+TINY = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2)
+
+
+@pytest.mark.parametrize("model_type, config", [
+    ("granite", {**TINY, "logits_scaling": 8.0}),  # the forward divides its logits by logits_scaling
+    ("cohere", {**TINY, "logit_scale": 0.125}),  # ... multiplies them by logit_scale
+    ("llama", TINY),  # ... leaves them as the head gives them
+])
+def test_the_teachers_logits_are_its_own_forwards_whatever_the_family_does_to_them(tmp_path, model_type, config):
+    """Review finding: the backend applied the LM head and Gemma's soft-capping only, so a Granite teacher's logits
+    were off by its logits_scaling (a silent, wrong teacher for the sanity check, SALT/RKD and the caught-up rule)."""
+    from transformers import AutoModelForCausalLM
+
+    folder = _saved(tmp_path / model_type, model_type, **config)
+    reference = AutoModelForCausalLM.from_pretrained(folder).eval()
+    teacher = load_teacher(folder, options=TeacherOptions(max_seq_len=32, backend="transformers"))
+    tokens = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(teacher.logits(teacher(tokens)), reference(tokens).logits, atol=1e-5, rtol=0)
+
+
+def _register_custom(model_type: str, logits_of):
+    """A causal LM family of the test's own, registered with transformers: llama, but its forward's logits are
+    `logits_of(model, state, input_ids)` - no config key says so."""
+    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    config_class = type(f"{model_type}Config", (LlamaConfig,), {"model_type": model_type})
+
+    def forward(self, input_ids=None, **kwargs):
+        state = self.model(input_ids=input_ids, use_cache=False).last_hidden_state
+        return CausalLMOutputWithPast(logits=logits_of(self, state, input_ids))
+
+    model_class = type(f"{model_type}ForCausalLM", (LlamaForCausalLM,),
+                       {"config_class": config_class, "forward": forward})
+    AutoConfig.register(model_type, config_class, exist_ok=True)
+    AutoModelForCausalLM.register(config_class, model_class, exist_ok=True)
+    return config_class, model_class
+
+
+def test_a_family_that_scales_its_logits_with_no_config_key_still_teaches_its_own(tmp_path):
+    """No rule per family: a model whose forward multiplies its logits by 3, with nothing in config.json saying so,
+    gets its own logits (a per-family patch would give a third of them)."""
+    config_class, model_class = _register_custom("let_test_scaled", lambda m, state, ids: 3.0 * m.lm_head(state))
+    torch.manual_seed(0)
+    reference = model_class(config_class(**TINY)).eval()
+    reference.save_pretrained(tmp_path / "scaled")
+    teacher = load_teacher(tmp_path / "scaled", options=TeacherOptions(max_seq_len=32))
+    tokens = torch.randint(0, 300, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(teacher.logits(teacher(tokens)), reference(tokens).logits, atol=1e-5, rtol=0)
+
+
+def test_a_head_that_reads_more_than_the_last_state_is_refused_in_one_line_naming_the_model_type(tmp_path):
+    """The build-time check: logits the teacher cannot reproduce from its final state (here the head also reads the
+    input ids) are refused when the teacher is built, instead of teaching with other logits than the model's."""
+    config_class, model_class = _register_custom(
+        "let_test_reads_ids", lambda m, state, ids: m.lm_head(state + m.model.embed_tokens(ids)))
+    torch.manual_seed(0)
+    model_class(config_class(**TINY)).eval().save_pretrained(tmp_path / "odd")
+    with pytest.raises(LETConfigError, match="model_type 'let_test_reads_ids': the logits from its final state "
+                                             "differ from its own forward's by up to") as error:
+        load_teacher(tmp_path / "odd", options=TeacherOptions(max_seq_len=32))
+    assert "\n" not in str(error.value)
+
+
+def test_the_final_state_needs_no_list_of_blocks(tmp_path):
+    """Review finding: blocks were looked for even at teacher_layer = -1, failing for XLM (four lists of
+    num_hidden_layers modules) with a message recommending teacher_layer = -1, which was what had been asked."""
+    folder = _saved(tmp_path / "xlm", "xlm", vocab_size=300, emb_dim=64, n_layers=2, n_heads=4, causal=True)
+    teacher = load_teacher(folder, options=TeacherOptions(max_seq_len=32, backend="transformers"))
+    with torch.no_grad():
+        assert teacher(torch.randint(0, 300, (1, 8))).shape == (1, 8, 64)
+    with pytest.raises(LETConfigError, match="cannot tell this model's 2 blocks apart"):
+        load_teacher(folder, options=TeacherOptions(layer=0, max_seq_len=32, backend="transformers"))

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from torchtitan.components.loss import IGNORE_INDEX
 from torchtitan.hf_datasets import DatasetConfig
 from torchtitan.hf_datasets.text_datasets import DATASETS, HuggingFaceTextDataset
 
@@ -345,7 +347,7 @@ def test_dataloader_builder_mirrors_torchtitans(refs, tmp_path):
     inputs, labels = next(batches)
     assert {k: tuple(v.shape) for k, v in inputs.items()} == {
         "input": (3, 12), "teacher_input": (3, 20), "teacher_index": (3, 12), "teacher_lost": (3,),
-        "teacher_length": (3,)}
+        "teacher_length": (3,), "teacher_head": (3,)}
     assert labels.shape == (3, 12)
     state = loader.state_dict()
     expected = next(batches)
@@ -477,7 +479,8 @@ def test_teacher_side_switches_off_and_its_state_stays_loadable(refs, tmp_path):
     stream = iter(dataset)
     for _ in range(5):
         inputs, labels = next(stream)
-        assert inputs.keys() == {"input", "teacher_input", "teacher_index", "teacher_lost", "teacher_length"}
+        assert inputs.keys() == {"input", "teacher_input", "teacher_index", "teacher_lost", "teacher_length",
+                                 "teacher_head"}
         assert inputs["input"].tolist() == next(titan)[0]["input"].tolist()
     dataset.set_teacher_side(False)
     for _ in range(3):
@@ -629,6 +632,34 @@ def test_identical_tokenizers_with_teacher_bos_shift_by_one(refs, tmp_path):
             assert inputs["teacher_index"].tolist() == [*range(1, seq_len), -1]
             assert int(inputs["teacher_lost"]) == 1
     assert 0 < shifted < len(samples)
+
+
+def test_the_bos_put_before_a_window_predicts_nothing(refs, tmp_path):
+    """Review finding: with teacher_bos the BOS put before a window that starts inside a document got a label, the
+    window's first teacher token predicted from the BOS alone (the student never has to do that), which biased the
+    teacher's LM loss (caught-up rule, sanity check) upward. Positions only that BOS precedes now carry no label and
+    no alignment target; a document's own BOS keeps its label."""
+    from let_components.tokens.bytes_aligned import BytesAligned
+
+    ref = refs["gemma"]
+    bos, student_bos = ref.tokenizer.bos_id, refs["project"].tokenizer.bos_id
+    token_map, inserted, own, heads = BytesAligned(lambda tokens: None), 0, 0, []
+    for inputs, _ in _aligned(_docs_file(tmp_path, DOCS * 2), refs["project"].tokenizer, ref.tokenizer, 16, 24, False,
+                              teacher_bos=True):
+        teacher, index = inputs["teacher_input"], inputs["teacher_index"]
+        batch = {key: value[None] for key, value in inputs.items()}
+        labels = token_map.teacher_labels(torch.zeros(1, 16, dtype=torch.long), token_map.split(batch))[0]
+        assert teacher[0] == bos
+        if inputs["input"][0] != student_bos:  # the window starts inside a document: its BOS was put there
+            inserted += 1
+            assert labels[0] == IGNORE_INDEX and labels[1] == teacher[2]
+            assert not (index == 0).any()
+        else:
+            own += 1
+            assert labels[0] == teacher[1]
+        heads.append((int(inputs["input"][0] != student_bos), int(inputs.get("teacher_head", -1))))
+    assert all(inside == head for inside, head in heads)
+    assert inserted > 0 and own > 0
 
 
 def test_byte_fallback_pieces_each_get_their_byte(refs):
