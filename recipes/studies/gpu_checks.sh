@@ -2,7 +2,7 @@
 # The one script to run on a GPU machine (1x H200, bf16): what a teaching step costs at 1.4B, resolved to +-0.5%,
 # where that time goes, and whether the 7B line runs. Checks, in this order (docs/benchmarks.md explains each):
 #   paired      (a) 1.4B student, random SmolLM-135M-shaped teacher, compile, batch 4 x 2048: plain and LET steps in
-#               one process, blocks of BLOCK steps in palindromic rounds (python -m recipes.reports.benchmark --paired):
+#               one process, blocks of BLOCK steps (the first unclocked) in palindromic rounds (--paired):
 #               LET/plain tokens/s while teaching with its 95% interval, and the rounds +-0.5% needs
 #   breakdown   (b) the same, LET's pieces added one arm at a time (--breakdown): ms per step of the teacher forward,
 #               token mapping, term forward + backward, guard and stop-rule check

@@ -47,7 +47,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--let-first", action="store_true", help="each repeat runs LET before the baseline")
     parser.add_argument("--no-teacher-timing", action="store_true", help="skip timing the teacher forward alone")
     parser.add_argument("--rounds", type=int, default=10, help="paired: measured rounds (every arm twice each)")
-    parser.add_argument("--block-steps", type=int, default=4, help="paired: steps per block (at least 4)")
+    parser.add_argument("--block-steps", type=int, default=4,
+                        help="paired: steps per block (at least 4; the first is run, not clocked)")
     parser.add_argument("--warmup-rounds", type=int, default=1, help="paired: rounds left out first")
     parser.add_argument("--confidence", type=float, default=0.95, help="paired: level of the t intervals")
     parser.add_argument("--arms", default=None, help="paired: comma-separated arms (recipes/reports/benchmark/arms.py)")

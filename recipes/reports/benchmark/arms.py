@@ -70,6 +70,13 @@ class Plan:
     block_steps: int
     out: str
     """Where the trainer writes its block records (JSON)."""
+    lead_in_steps: int = 1
+    """Each block's first steps, run but not clocked: they pay for switching arms (paired_stats.py says why)."""
+
+    def __post_init__(self):
+        if not 0 <= self.lead_in_steps < self.block_steps:
+            raise ValueError(f"lead_in_steps={self.lead_in_steps}: a block of {self.block_steps} steps needs a "
+                             "clocked step after its lead-in")
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":

@@ -2,11 +2,11 @@
 
 Side by side (measure.py), LET and baseline are separate processes; the spread between processes (compile, memory
 layout, the machine's state) is as large as the effects being decided. Here one LET process with its teacher
-loaded runs arms (arms.py; the trainer: paired_trainer.py) in blocks of steps, in palindromic rounds
-(paired_stats.py): every arm meets the same machine, data stream and compiled code, and each round gives one
-difference. `--paired` runs plain and LET's step; `--breakdown` adds LET's pieces one by one (teacher forward,
-token mapping, term, guard, stop-rule check), so each piece is the difference of two arms - the term's backward
-cannot be isolated by profiler ranges.
+loaded runs arms (arms.py; the trainer: paired_trainer.py) in blocks of steps, in palindromic rounds, each block's
+first step unclocked (paired_stats.py says why): every arm meets the same machine, data stream and compiled code,
+and each round gives one difference. `--paired` runs plain and LET's step; `--breakdown` adds LET's pieces one by
+one (teacher forward, token mapping, term, guard, stop-rule check), so each piece is the difference of two arms -
+the term's backward cannot be isolated by profiler ranges.
 
 What the paired arms cannot see (the side-by-side mode can): memory (the teacher stays resident in every arm),
 the steps after stop_step (the teacher is never released), the teacher's load and one-off sanity check (in the
@@ -24,7 +24,16 @@ from typing import Any
 
 from .arms import ARMS, BREAKDOWN, PART_NAMES, PLAN_ENV, Plan
 from .launch import run_training
-from .paired_stats import TARGET_HALF_WIDTH, Interval, compare, palindrome_blocks, parts, round_times, t_quantile
+from .paired_stats import (
+    TARGET_HALF_WIDTH,
+    Interval,
+    compare,
+    lead_in_extra_ms,
+    palindrome_blocks,
+    parts,
+    round_times,
+    t_quantile,
+)
 
 # no validation, checkpoint, logging or garbage collection inside the measured steps (step 1 logs; it is warm-up)
 PAIRED_ARGS = ("--validation.no-enable", "--checkpoint.no-enable", "--metrics.log_freq", "1000000",
@@ -39,7 +48,8 @@ class PairedSpec:
     rounds: int = 10
     """Measured rounds; each runs every arm twice, in palindromic order."""
     block_steps: int = 4
-    """Steps per block (at least 4: the device is synchronised only at a block's ends)."""
+    """Steps per block (at least 4: the device is synchronised only at a block's ends and after its first step,
+    which is not clocked; arms.Plan.lead_in_steps)."""
     warmup_rounds: int = 1
     """Rounds left out first (compilation, the teacher's load and sanity check, allocator warm-up)."""
     confidence: float = 0.95
@@ -90,13 +100,15 @@ def run_paired(spec: PairedSpec) -> dict[str, Any]:
 def analyse(
     blocks: list[dict], arms: list[str], warmup_rounds: int, confidence: float = 0.95, clock: str = "seconds"
 ) -> dict[str, Any]:
-    """Per-arm times, every arm against the first, and (for the breakdown) each arm minus the one before."""
+    """Per-arm times, every arm against the first, and (for the breakdown) each arm minus the one before; what
+    the blocks' unclocked first steps took beyond a clocked step (the switching cost left out)."""
     times = round_times(blocks, arms, warmup_rounds, clock)
     comparisons = [compare(times, i, 0, confidence) for i in range(1, len(arms))]
     analysis: dict[str, Any] = {
         "ms_per_step": {t.name: 1000 * statistics.fmean(t.per_round) for t in times},
         "per_round_s": {t.name: t.per_round for t in times},
         "comparisons": [asdict(c) for c in comparisons],
+        "lead_in_extra_ms": lead_in_extra_ms(blocks, arms, warmup_rounds, clock),
     }
     if arms == BREAKDOWN:
         analysis["parts"] = [{"arm": name, "part": PART_NAMES[name], **asdict(interval)}
@@ -135,6 +147,13 @@ def _interval(i: dict[str, float], fmt: str) -> str:
     return f"{format(i['mean'], fmt)} ({format(i['low'], fmt)}..{format(i['high'], fmt)})"
 
 
+def _lead_in(blocks: list[dict]) -> str:
+    lead_in = blocks[0].get("lead_in_steps", 0) if blocks else 0
+    if not lead_in:
+        return ", every step clocked"
+    return f", each block's first {'step' if lead_in == 1 else f'{lead_in} steps'} not clocked (switching arms)"
+
+
 def format_paired(report: dict[str, Any]) -> str:
     meta, spec = report["meta"], report["spec"]
     arms, confidence = spec["arms"], spec["confidence"]
@@ -146,7 +165,8 @@ def format_paired(report: dict[str, Any]) -> str:
         f"- command: `{meta['command']}`" if meta["command"] else "- command: (library call)",
         f"- `{spec['let_config']}`" + (f" with `{' '.join(spec['extra_args'])}`" if spec["extra_args"] else ""),
         f"- arms {', '.join(arms)}: {rounds} measured round(s) after {spec['warmup_rounds']} warm-up, each arm "
-        f"twice per round in palindromic order, blocks of {spec['block_steps']} steps synchronised at both ends; "
+        f"twice per round in palindromic order, blocks of {spec['block_steps']} steps synchronised at both ends"
+        f"{_lead_in(report['blocks'])}; "
         f"{report['tokens_per_step']:,} tokens per step; {100 * confidence:g}% t intervals over rounds",
         f"- 1-min load average {meta['load_average_1min']:.2f} before, {meta['load_average_1min_after']:.2f} after; "
         f"{meta['wall_s']:.0f} s wall",
@@ -187,6 +207,9 @@ def _tables(analysis: dict[str, Any], arms: list[str], tokens_per_step: int) -> 
                      f"{f'{100 * named / total:.0f}%' if total else '-'} |")
         lines.append(f"| **LET - plain (this run)** | {_interval(analysis['comparisons'][-1]['extra_ms'], '+.2f')} "
                      "| 100% |")
+    if analysis.get("lead_in_extra_ms"):
+        lines += ["", "Unclocked first step of a block (switching arms), ms beyond a clocked step: " + ", ".join(
+            f"{name} {extra:+.2f}" for name, extra in analysis["lead_in_extra_ms"].items())]
     return lines
 
 

@@ -5,6 +5,19 @@ arm's two blocks sit symmetrically about the round's centre, so a drift of the m
 round (clocks, other jobs ramping up) adds the same to every arm and cancels from each difference. The round is the
 unit of the statistics: one difference per round, and a Student t interval over rounds (exact when the per-round
 differences are normal, whatever the drift between rounds).
+
+Entering an arm costs something once (caches, the allocator, another compiled graph), and with three or more arms
+the order does not balance it: the middle arms are entered twice per round, the end arms once (the second k-1
+block follows k-1, a round's first 0 the round before's last 0). Clocked, a 20 ms switch put +2.5 and -2.5 ms into
+the two parts next to the ends (4-step blocks). So each block's first step runs unclocked (arms.Plan.lead_in_steps,
+the trainer's BlockClock): the cost is left out for any arms and rounds, and the palindrome with its drift
+cancellation stays. Not an order balanced for carry-over (Williams squares): with two blocks per arm, equal mean
+positions force a palindrome, whose middle block follows its own arm, so no round this long is balanced; Williams
+orders balance over k rounds (2k for odd k: 14 for the 7-arm breakdown, which the GPU check runs in 5), in between
+the cost becomes a per-round pattern that widens the intervals (or biases them, over an incomplete square). What
+the lead-in gives up: one step per block runs unmeasured, and a cost lasting past the first step stays unbalanced
+as before - though the end arms (plain, the reference, and let) are treated alike, so LET/plain is balanced either
+way; `lead_in_extra_ms` shows how large the switch is.
 """
 
 import math
@@ -132,21 +145,40 @@ def arm_labels(arms: list[str]) -> list[str]:
 
 def round_times(blocks: list[dict], arm_names: list[str], warmup_rounds: int, clock: str = "seconds") -> list[ArmTimes]:
     """Seconds per step per arm and measured round, from the trainer's block records
-    ({"block", "arm", "seconds", "steps"}, in block order); the first `warmup_rounds` rounds are left out.
-    Arms are named by `arm_labels`; `clock` is the record's key read ("seconds": wall, "cpu_seconds")."""
-    per_round_blocks = 2 * len(arm_names)
-    if len(blocks) % per_round_blocks:
-        raise ValueError(f"{len(blocks)} blocks is not a whole number of rounds of {per_round_blocks}")
-    rounds = len(blocks) // per_round_blocks
+    ({"block", "arm", "seconds", "steps"}: the clocked steps, in block order); the first `warmup_rounds` rounds are
+    left out. Arms are named by `arm_labels`; `clock` is the record's key read ("seconds": wall, "cpu_seconds")."""
     times = [ArmTimes(name, []) for name in arm_labels(arm_names)]
-    for r in range(warmup_rounds, rounds):
+    for measured in _measured_rounds(blocks, len(arm_names), warmup_rounds):
         seconds, steps = [0.0] * len(arm_names), [0] * len(arm_names)
-        for block in blocks[r * per_round_blocks:(r + 1) * per_round_blocks]:
+        for block in measured:
             seconds[block["arm"]] += block[clock]
             steps[block["arm"]] += block["steps"]
         for arm, total in enumerate(seconds):
             times[arm].per_round.append(total / steps[arm])
     return times
+
+
+def _measured_rounds(blocks: list[dict], arms: int, warmup_rounds: int) -> list[list[dict]]:
+    per_round_blocks = 2 * arms
+    if len(blocks) % per_round_blocks:
+        raise ValueError(f"{len(blocks)} blocks is not a whole number of rounds of {per_round_blocks}")
+    return [blocks[r * per_round_blocks:(r + 1) * per_round_blocks]
+            for r in range(warmup_rounds, len(blocks) // per_round_blocks)]
+
+
+def lead_in_extra_ms(blocks: list[dict], arm_names: list[str], warmup_rounds: int,
+                     clock: str = "seconds") -> dict[str, float]:
+    """Per arm: how much longer a block's unclocked first step took than its clocked ones, ms (mean over the
+    measured blocks): the switching cost the clock leaves out. Empty for records without a lead-in."""
+    extra: dict[int, list[float]] = {arm: [] for arm in range(len(arm_names))}
+    for measured in _measured_rounds(blocks, len(arm_names), warmup_rounds):
+        for block in measured:
+            if block.get("lead_in_steps"):
+                extra[block["arm"]].append(1000 * (block[f"lead_in_{clock}"] / block["lead_in_steps"]
+                                                   - block[clock] / block["steps"]))
+    if not all(extra.values()):
+        return {}
+    return {name: statistics.fmean(extra[arm]) for arm, name in enumerate(arm_labels(arm_names))}
 
 
 @dataclass

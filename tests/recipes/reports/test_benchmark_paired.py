@@ -1,7 +1,8 @@
 """The paired benchmark's statistics on synthetic block times whose truth is known, then one tiny real run.
 
 The synthetic tests pin exact properties: the t quantile against published values, the palindromic order's
-cancellation of a linear drift, and the 95% interval's coverage where it is exact (normal per-round noise). The
+cancellation of a linear drift, a switching cost kept out of the parts by the trainer's clock, and the 95%
+interval's coverage where it is exact (normal per-round noise). The
 method on a real run (A = B, an injected cost) is checked by recipes/studies/gpu_checks.sh's DRY_RUN
 (test_benchmark_gpu_checks.py), which runs those arms anyway.
 """
@@ -12,10 +13,12 @@ import random
 
 import pytest
 
-from recipes.reports.benchmark.arms import ARMS, BREAKDOWN, PART_NAMES, Arm
+from recipes.reports.benchmark.arms import ARMS, BREAKDOWN, PART_NAMES, Arm, Plan
 from recipes.reports.benchmark.paired import analyse, format_paired, ratio_change
 from recipes.reports.benchmark.paired_stats import (
     arm_labels,
+    compare,
+    lead_in_extra_ms,
     palindrome_blocks,
     parts,
     round_times,
@@ -75,6 +78,62 @@ def test_a_drift_linear_over_the_run_cancels_exactly():
     assert [interval.mean for _, interval in parts(times)] == pytest.approx([100.0, 150.0])
 
 
+SWITCH_S = 0.020
+"""What entering an arm costs, once, in its first step."""
+STEP_S = (0.100, 0.103, 0.113, 0.114, 0.120)
+"""Each arm's true seconds per step: the parts are +3, +10, +1, +6 ms."""
+
+
+def _clocked_blocks(plan: Plan, monkeypatch, seed: int = 0) -> list[dict]:
+    """The trainer's BlockClock on simulated steps: arm's time, + SWITCH_S in the first step of a block whose arm
+    differs from the block before's, + a linear drift (20 us per step) + normal noise (0.5 ms)."""
+    from recipes.reports.benchmark import paired_trainer
+
+    rng, now = random.Random(seed), [0.0]
+
+    class SimulatedTime:
+        perf_counter = process_time = staticmethod(lambda: now[0])
+
+    monkeypatch.setattr(paired_trainer, "time", SimulatedTime)
+    monkeypatch.setattr(paired_trainer, "synchronize", lambda: None)
+    clock = paired_trainer.BlockClock(plan)
+    for step in range(1, plan.steps + 1):
+        block = plan.block_of(step)
+        arm = plan.blocks[block]
+        entered = (step - 1) % plan.block_steps == 0 and (block == 0 or plan.blocks[block - 1] != arm)
+        clock.start(step)
+        now[0] += STEP_S[arm] + SWITCH_S * entered + 2e-5 * step + rng.gauss(0, 5e-4)
+        clock.stop(step)
+    return clock.records
+
+
+@pytest.mark.parametrize("arms", [3, 4, 5])
+def test_a_switching_cost_stays_out_of_the_parts(arms, monkeypatch):
+    """Middle arms are entered twice per round, end arms once: clocking every step (lead_in_steps=0, the old
+    clock) put +-SWITCH_S / 8 into the first and last parts; with the block's first step unclocked (the plan
+    run_paired writes) every 99.9% interval covers its truth. LET - plain (last - first) is right either way."""
+    names, rounds = ["plain", "let", "plain+forward", "skeleton", "+teacher"][:arms], 10
+    truth = [1000 * (b - a) for a, b in itertools.pairwise(STEP_S[:arms])]
+    order = palindrome_blocks(arms, 1 + rounds)
+    for lead_in in (1, 0):
+        blocks = _clocked_blocks(Plan(names, order, 4, "unused", **({} if lead_in else {"lead_in_steps": 0})),
+                                 monkeypatch)
+        times = round_times(blocks, names, warmup_rounds=1)
+        found = [interval for _, interval in parts(times, confidence=0.999)]
+        covered = [i.low <= t <= i.high for i, t in zip(found, truth, strict=True)]
+        headline = compare(times, arms - 1, confidence=0.999).extra_ms
+        assert headline.low <= 1000 * (STEP_S[arms - 1] - STEP_S[0]) <= headline.high
+        if lead_in:
+            assert all(covered), [(i.low, i.high) for i in found]
+            # what the unclocked first step shows: the switch, in the end arms' blocks half the time
+            extra = lead_in_extra_ms(blocks, names, warmup_rounds=1)
+            assert list(extra.values()) == pytest.approx([10.0] + [20.0] * (arms - 2) + [10.0], abs=1.0)
+        else:
+            assert covered[0] is covered[-1] is False and all(covered[1:-1])
+            bias = [i.mean - t for i, t in zip(found, truth, strict=True)]
+            assert (bias[0], bias[-1]) == pytest.approx((1000 * SWITCH_S / 8, -1000 * SWITCH_S / 8), abs=0.5)
+
+
 def test_warmup_rounds_are_left_out():
     blocks = _blocks(2, 3, lambda r, arm, i: 9.0 if r == 0 else 1.0 + arm)
     times = round_times(blocks, ["plain", "let"], warmup_rounds=1)
@@ -131,7 +190,7 @@ def test_the_breakdown_table_adds_the_named_parts_against_let_minus_plain():
                                     "wall_s": 1.0},
               "spec": {"arms": arms, "confidence": 0.95, "let_config": "x.toml", "extra_args": [],
                        "warmup_rounds": 0, "block_steps": 4},
-              "tokens_per_step": 100, **analyse(blocks, arms, warmup_rounds=0)}
+              "tokens_per_step": 100, "blocks": blocks, **analyse(blocks, arms, warmup_rounds=0)}
     markdown = format_paired(report)
     assert [p["part"] for p in report["parts"]][1:] == [
         "teacher forward", "token mapping", "term forward + backward", "non-finite guard", "stop-rule check"]

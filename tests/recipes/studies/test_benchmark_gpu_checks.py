@@ -40,6 +40,9 @@ def test_dry_run_runs_every_check_and_the_paired_method_checks_itself(tmp_path):
     arms = report["spec"]["arms"]
     assert arms == ["plain", "plain", "plain+forward", "let"]
     assert [block["arm"] for block in report["blocks"]] == palindrome_blocks(4, report["spec"]["rounds"])
+    # each block's first step runs unclocked (switching arms) and is reported apart
+    assert {(block["steps"], block["lead_in_steps"]) for block in report["blocks"]} == {(3, 1)}
+    assert "Unclocked first step of a block (switching arms)" in summary
     plain, again, _, _ = round_times(report["blocks"], arms, warmup_rounds=0)
     same = t_interval([math.log(a / b) for a, b in zip(plain.per_round, again.per_round, strict=True)], 0.999)
     assert same.low <= 0 <= same.high
