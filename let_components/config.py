@@ -95,8 +95,9 @@ class LET:
 
     teacher_window_bos: bool = True
     """token_alignment = "bytes": a teacher window that starts mid-document begins with the teacher tokenizer's BOS
-    (for tokenizers that put one first, e.g. Gemma's, which reads the sample corpus at 1.29 bits per byte with it and
-    1.70 without); it takes one teacher_seq_len slot and is nobody's target. false: the windows as cut."""
+    (for a teacher that always read one first, e.g. Gemma); it takes one teacher_seq_len slot, and neither it nor
+    the prediction made from it alone counts. false: the windows as cut. token_alignment = "same" reads the
+    student's windows as packed whatever this says (docs/tokenizers.md)."""
 
     signal: str = "hidden"
     """What the teacher teaches, a term of let_components/terms/ (its registry): hidden = LET (its final hidden

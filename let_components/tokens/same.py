@@ -58,7 +58,11 @@ class Same:
     one_to_one = True
 
     def describe(self, job_config: JobConfig) -> str:
-        return "token_alignment=same"
+        # let.teacher_window_bos stays off here: the teacher reads the windows torchtitan packs for the student,
+        # which is how a teacher pretrained by packing (ours, SmolLM, Llama 3) read its data; one that always read
+        # a BOS first (Gemma) keeps it through token_alignment = "bytes", which pairs one tokenizer one to one too
+        return ("token_alignment=same: the teacher reads the student's windows as packed "
+                "(let.teacher_window_bos: token_alignment=bytes only)")
 
     def check_config(self, job_config: JobConfig) -> None:
         pass

@@ -29,6 +29,10 @@ def test_identical_tokenizers_through_the_byte_path_give_the_same_losses(tmp_pat
     # the windows as cut: a BOS put before a mid-document window would be a token the plain path does not have
     aligned = train_ok(tmp_path / "bytes", LET_DEBUG, *args, *BYTES, "--let.no-teacher_window_bos")
     assert "token_alignment=bytes" in aligned and "token_alignment=same" in same
+    # review finding: `same` ignored let.teacher_window_bos without saying so (a Gemma teacher read mid-document
+    # windows without the BOS it trained with): it stays off there, and the start-up line says it
+    assert "token_alignment=same: the teacher reads the student's windows as packed (let.teacher_window_bos: " \
+           "token_alignment=bytes only)" in same
     assert sorted(let_lines(aligned)) == [1, 2, 3]
     assert_same_scalars(tmp_path / "same", tmp_path / "bytes", TAGS[:1], range(1, 6))
     assert_same_scalars(tmp_path / "same", tmp_path / "bytes", TAGS[1:], range(1, 4))
