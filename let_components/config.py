@@ -4,13 +4,16 @@ Used through `[job] custom_config_module = "let_components.config"`; every key i
 (`--let.lambda_0 0.3`).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import ClassVar, Literal, TypeVar, get_args
 
 from torchtitan.config import JobConfig as TitanJobConfig
 
 from .schedule import Schedule
+
+Built = TypeVar("Built")
 
 
 @dataclass
@@ -163,18 +166,20 @@ class LETRuntimeError(LETError, RuntimeError):
     exit_code = 3
 
 
+def once(job_config: TitanJobConfig, name: str, build: Callable[[], Built]) -> Built:
+    """The run's `name`, built by `build()` the first time anyone asks for it: torchtitan hands its TrainSpec hooks
+    (tokenizer, dataloader, model args) only the job config, so what a run decides at start-up travels with it - one
+    object per job config, not one per caller."""
+    built = job_config.__dict__.setdefault("_let_built", {})
+    if name not in built:
+        built[name] = build()
+    return built[name]
+
+
 def valid_choices(config_class: type, key: str) -> tuple[str, ...]:
     """The values a `Literal[...]`-annotated config field accepts, read off the annotation itself."""
     annotation = next(f.type for f in fields(config_class) if f.name == key)
     return get_args(annotation)
-
-
-def registered(registry: dict[str, Any], key: str, value: str) -> Any:
-    """A [let] choice with a registry (signal, token_alignment, stop_when): its entry, or the one-line error naming
-    what is registered."""
-    if value not in registry:
-        raise LETConfigError(f"let.{key}={value!r}: valid are {', '.join(registry)}")
-    return registry[value]
 
 
 def complete_checkpoint_steps(folder: Path) -> list[int]:

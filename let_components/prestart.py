@@ -1,24 +1,51 @@
-"""Every check that can run before torchtitan initialises distributed or builds anything, in one place.
+"""Start-up in one pass: every check that can run before torchtitan initialises distributed or builds anything,
+and every piece of the run decided once, in dependency order, and handed to the trainer (`StartUp`).
 
 A mistake becomes a one-line LETConfigError naming the TOML key, the value and what would be valid, before a
-process group, a model or a teacher exists. The choices with registries (let.signal, let.token_alignment,
-let.stop_when) check their own keys in their own packages; this module calls them in order.
+process group, a model or a teacher exists. The order: the plain [let] keys; the three options (token alignment,
+teacher term, stop rule), each checking its own keys; the step the run resumes after; the teacher's source; the
+student's tokenizer; the stop rule, built from the run record; then what the rule says the run still needs: the
+teacher folder and the tokenizers the token alignment reads.
 """
 
+from dataclasses import dataclass
+
+from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.config import JobConfig as TitanJobConfig
 from torchtitan.protocols.train_spec import get_train_spec
 
 from .config import LET, JobConfig, LETConfigError, latest_checkpoint_step, valid_choices
-from .stop import check_stop_config, check_stop_tokenizers, teacher_needed
+from .record import RunRecord
+from .stop import StopInputs, StopOption, StopRule, stop_option
 from .student import STUDENT_SPECS
-from .teacher import check_teacher
-from .terms import check_term_config
-from .tokens import check_token_config, check_tokenizers
+from .teacher import TeacherOptions, TeacherSource, check_teacher, teacher_source
+from .terms import TermOption, term_option
+from .tokens import TokenAlignment, token_alignment
+from .tokens.tokenizers import check_tokenizer_fits, student_tokenizer, tokenizer_source
 
 
-def check_before_start(job_config: JobConfig) -> int:
-    """Config and teacher-folder checks that need no process group; returns the step the run resumes after. The
-    learned projection is kept out of float8/MX (exclude_projection_from_quantization)."""
+@dataclass
+class StartUp:
+    """What start-up decided, each built once: the trainer, its step and its resume ask these, never the config."""
+
+    resume_step: int
+    """The step the run resumes after (0: a fresh start)."""
+    teacher: TeacherSource
+    alignment: TokenAlignment
+    term: TermOption
+    stop_rule: StopRule
+    """The one owner of the teacher's presence (let_components/stop/)."""
+    record: RunRecord
+    student_tokenizer: BaseTokenizer
+    teacher_options: TeacherOptions
+    """The teacher module's shape for this run: layer, window length, the student's attention kernel."""
+    teacher_checked: bool = False
+    """The teacher folder and the tokenizers it pairs were checked (they are, whenever the run will teach)."""
+
+
+def check_before_start(job_config: JobConfig) -> StartUp:
+    """The checks before torchtitan builds anything, and the run's pieces; the learned projection is kept out of
+    float8/MX (exclude_projection_from_quantization)."""
     if job_config.model.name not in STUDENT_SPECS:
         raise LETConfigError(
             f"model.name={job_config.model.name!r}: LET trains a student spec, one of {', '.join(STUDENT_SPECS)}"
@@ -27,19 +54,38 @@ def check_before_start(job_config: JobConfig) -> int:
     if job_config.model.flavor not in flavors:
         raise LETConfigError(f"model.flavor={job_config.model.flavor!r}: valid are {', '.join(flavors)}")
     student_args = flavors[job_config.model.flavor]
-    check_let_config(job_config, student_args.n_layers)
+    alignment, term, stop = check_let_config(job_config, student_args.n_layers)
     resume_step = latest_checkpoint_step(job_config)
-    attn_type = getattr(student_args, "attn_type", "sdpa")
-    check_teacher(job_config, teacher_needed=teacher_needed(job_config, resume_step), resuming=resume_step > 0,
-                  attn_type=attn_type)
-    check_tokenizers(job_config)
-    check_stop_tokenizers(job_config)
+    teacher = teacher_source(job_config)
+    teacher.config  # noqa: B018  (read now: a missing or broken config.json is the first error, not a later one)
+    record = RunRecord(job_config.job.dump_folder)
+    tokenizer = student_tokenizer(job_config, teacher)
+    rule = stop.build(job_config, StopInputs(resume_step, record, tokenizer, tokenizer_source(job_config, teacher)[1],
+                                             teacher))
+    options = TeacherOptions(layer=job_config.let.teacher_layer, max_seq_len=alignment.teacher_seq_len(job_config),
+                             attn_type=getattr(student_args, "attn_type", "sdpa"))
+    startup = StartUp(resume_step, teacher, alignment, term, rule, record, tokenizer, options)
+    check_teacher_side(job_config, startup, needed=rule.needed_after(resume_step))
     exclude_projection_from_quantization(job_config)
-    return resume_step
+    return startup
 
 
-def check_let_config(job_config: JobConfig, student_layers: int) -> None:
-    """Every `[let]` mistake we can see without building anything, each as a one-line error naming the key."""
+def check_teacher_side(job_config: JobConfig, startup: StartUp, needed: bool) -> None:
+    """The teacher folder and the tokenizers: before start, and again after a resume whose checkpoint teaches where
+    the record said the teacher had left. What reads the teacher folder runs only when the run will teach (the
+    folder may be gone once the teacher has left)."""
+    teacher, options, alignment = startup.teacher, startup.teacher_options, startup.alignment
+    key = "training.seq_len" if options.max_seq_len == job_config.training.seq_len else "let.teacher_seq_len"
+    check_teacher(teacher, options, key, needed=needed, resuming=startup.resume_step > 0)
+    alignment.check_tokenizers(job_config, teacher, startup.student_tokenizer, needed)
+    check_tokenizer_fits(startup.student_tokenizer, tokenizer_source(job_config, teacher),
+                         alignment.student_vocab_size(job_config, teacher))
+    startup.teacher_checked = startup.teacher_checked or needed
+
+
+def check_let_config(job_config: JobConfig, student_layers: int) -> tuple[TokenAlignment, TermOption, StopOption]:
+    """Every `[let]` mistake we can see without building anything, each as a one-line error naming the key; returns
+    the run's three options (token alignment, teacher term, stop rule), each having checked its own keys."""
     let, training, parallelism = job_config.let, job_config.training, job_config.parallelism
     if let.lambda_0 < 0:
         raise LETConfigError(f"let.lambda_0={let.lambda_0}: must be >= 0 (the paper uses 0.1)")
@@ -48,12 +94,8 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> None:
         value, valid = getattr(let, key), valid_choices(LET, key)
         if value not in valid:
             raise LETConfigError(f"let.{key}={value!r}: valid are {', '.join(valid)}")
-    # the three choices with registries: each checks its name, then its own keys
-    check_term_config(job_config)
     if let.teacher_seq_len < 0:
         raise LETConfigError(f"let.teacher_seq_len={let.teacher_seq_len}: must be >= 0 (0: training.seq_len)")
-    check_token_config(job_config)
-    check_stop_config(job_config)
     if not 1 <= let.stop_step <= training.steps:
         raise LETConfigError(
             f"let.stop_step={let.stop_step}: must be in 1..training.steps={training.steps} "
@@ -86,10 +128,15 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> None:
                 f"parallelism.{key}={degree}: expert parallelism is not supported with LET yet (untested: it needs "
                 "2+ GPUs); MoE students train with FSDP/HSDP, experts sharded like every other weight"
             )
-    if not let.teacher_path:
+    if teacher_source(job_config) is None:
         raise LETConfigError(
             "let.teacher_path is empty: set it to a Hugging Face model folder (config.json + safetensors)"
         )
+    alignment, term, stop = token_alignment(job_config), term_option(job_config), stop_option(job_config)
+    alignment.check_config(job_config)
+    term.check_config(job_config, alignment)
+    stop.check_config(job_config)
+    return alignment, term, stop
 
 
 def exclude_projection_from_quantization(job_config: TitanJobConfig) -> None:

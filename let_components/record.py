@@ -1,8 +1,9 @@
 """The run record: `let_run.json` in the dump folder, what tools read about a run instead of parsing its logs.
 
-It holds the run's `[let]` values, training.steps and student.init (written at every start) and, with
-let.stop_when = "caught_up", the step the teacher left and both losses then. A resumed start merges into it, so a
-decision made before the resume survives; a fresh start (nothing to resume) begins a new record.
+It holds the run's `[let]` values, training.steps and student.init (written at every start) and, where the stop
+rule decided when the teacher leaves (let.stop_when = "caught_up"), its decision: the last step the teacher taught
+and the numbers the rule decided on. A resumed start merges into it, so a decision made before the resume survives;
+a fresh start (nothing to resume) begins a new record.
 """
 
 import dataclasses
@@ -17,7 +18,7 @@ from .config import JobConfig, LETConfigError
 
 RUN_RECORD = "let_run.json"
 DECISION = "stop_decision"
-"""The key of the caught-up decision: {"step", "student_bits_per_byte", "teacher_bits_per_byte"}."""
+"""The key of a stop rule's decision: {"step": the last step the teacher taught, ...the rule's numbers}."""
 
 
 def read_record(dump_folder: str | Path) -> dict[str, Any]:
@@ -53,20 +54,32 @@ def write_record(dump_folder: str | Path, values: dict[str, Any], resuming: bool
 
 
 def recorded_decision(dump_folder: str | Path) -> dict[str, Any] | None:
-    """The caught-up decision this run recorded (it may lie after the checkpoint a resume starts from)."""
+    """The stop rule's decision this run recorded (it may lie after the checkpoint a resume starts from)."""
     return read_record(dump_folder).get(DECISION)
 
 
 def record_decision(dump_folder: str | Path, decision: dict[str, Any] | None) -> None:
-    """Record the caught-up decision; None removes one (a checkpoint from before it was loaded)."""
+    """Record the stop rule's decision; None removes one (a checkpoint from before it was loaded)."""
     record = {key: value for key, value in read_record(dump_folder).items() if key != DECISION}
     write_record(dump_folder, record if decision is None else {**record, DECISION: decision}, resuming=False)
 
 
-def record_run(job_config: JobConfig, resuming: bool) -> None:
-    """At start (rank 0): the run's [let] values, training.steps and student.init."""
-    if torch.distributed.get_rank() != 0:
-        return
-    values = {**dataclasses.asdict(job_config.let), "training_steps": job_config.training.steps,
-              "student_init": job_config.student.init}
-    write_record(job_config.job.dump_folder, values, resuming)
+class RunRecord:
+    """One run's record, handed to whoever writes into it (the trainer at start, a stop rule when it decides)."""
+
+    def __init__(self, dump_folder: str | Path):
+        self.dump_folder = Path(dump_folder)
+
+    def decision(self) -> dict[str, Any] | None:
+        return recorded_decision(self.dump_folder)
+
+    def decide(self, decision: dict[str, Any] | None) -> None:
+        record_decision(self.dump_folder, decision)
+
+    def start(self, job_config: JobConfig, resuming: bool) -> None:
+        """At start (rank 0): the run's [let] values, training.steps and student.init."""
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return
+        values = {**dataclasses.asdict(job_config.let), "training_steps": job_config.training.steps,
+                  "student_init": job_config.student.init}
+        write_record(self.dump_folder, values, resuming)

@@ -1,8 +1,9 @@
 """LETTrainer: torchtitan's Trainer plus the teacher term for the steps the teacher teaches.
 
 Like torchtitan's Flux trainer, it subclasses Trainer and overrides the step only. What varies is chosen once at
-start-up, as torchtitan builds its loss: the teacher term (terms/), how teacher positions map to student positions
-(tokens/), when the teacher leaves (stop/); the teacher itself lives in teacher/lifetime.py. The step reads one path:
+start-up (prestart.py), as torchtitan builds its loss: the teacher term (terms/), how teacher positions map to student
+positions (tokens/), when the teacher leaves (stop/: the rule also answers whether the teacher is still needed); the
+teacher itself lives in teacher/lifetime.py. The step reads one path:
 teacher -> student forward -> CE -> term -> combine -> guard -> backward; once the teacher has left it is
 torchtitan's own. A baseline (let.enable = false) trains with PreemptibleTrainer: `build_trainer` chooses once.
 """
@@ -18,40 +19,41 @@ from torchtitan.train import Trainer
 from .config import JobConfig
 from .guard import NonFiniteGuard
 from .preemption import PreemptibleTrainer
-from .prestart import check_before_start
-from .record import record_run
-from .stop import build_stop_rule
+from .prestart import check_before_start, check_teacher_side
 from .teacher.lifetime import TeacherLifetime
 from .teacher.lm import TeacherLM
-from .terms import build_teacher_term
-from .tokens import Batch, build_token_map, describe
+from .tokens import Batch
 
 
 class LETTrainer(PreemptibleTrainer):
     weight: float = 0.0
-    """The teacher term's weight lambda at the step in flight (0: the teacher does not teach)."""
+    """The teacher term's weight lambda at the step in flight."""
+    teaching: bool = False
+    """Whether the teacher teaches the step in flight (the stop rule's answer)."""
 
     def __init__(self, job_config: JobConfig):
-        # every cheap check runs before torchtitan initialises distributed or builds anything
-        resume_step = check_before_start(job_config)
+        # every cheap check runs, and every piece of the run is decided, before torchtitan initialises anything
+        self.startup = startup = check_before_start(job_config)
         super().__init__(job_config)
         student = self.model_parts[0]
-        self.stop_rule = build_stop_rule(job_config, resume_step, self.tokenizer)
-        self.teacher = TeacherLifetime(job_config, self.device, self.model_args, self.tokenizer,
-                                       self.stop_rule.teacher_needed(resume_step))
-        self.term = build_teacher_term(job_config, student, self.tokenizer, self.model_args.vocab_size)
-        self.token_map = build_token_map(job_config, student, self.model_args)
-        self.guard = NonFiniteGuard(self.device, job_config.let.teacher_path, self.term.name)
+        self.stop_rule = startup.stop_rule
+        self.teacher = TeacherLifetime(job_config, startup.teacher, startup.teacher_options, self.device)
+        startup.teacher.keep(needed=self.stop_rule.needed_after(startup.resume_step))
+        self.term = startup.term.build(job_config, student, self.tokenizer, self.model_args.vocab_size, startup.teacher)
+        self.token_map = startup.alignment.build_map(job_config, student, self.model_args, startup.teacher)
+        self.guard = NonFiniteGuard(self.device, startup.teacher.path, self.term.name)
         self.optimizers.register_step_pre_hook(self._check_finite)
-        record_run(job_config, resuming=resume_step > 0)
-        logger.info(f"[LET] enabled: teacher {job_config.let.teacher_path} ({describe(job_config)}): "
+        startup.record.start(job_config, resuming=startup.resume_step > 0)
+        logger.info(f"[LET] enabled: teacher {startup.teacher.path} ({startup.alignment.describe(job_config)}): "
                     f"{self.term.describe(job_config)}; {self.stop_rule.describe()}")
 
     def train_step(self, data_iterator: Iterator[Batch]) -> None:
-        self.weight = self.stop_rule.weight(self.step)
-        if self.teacher.keep(self.weight > 0, self.step):
+        self.teaching, self.weight = self.stop_rule.teaches(self.step), self.stop_rule.weight(self.step)
+        if self.teaching:
+            self.teacher.load(self.step)
+        elif self.teacher.release(self.step):
             self.token_map.stop_data(self.dataloader)
-        if self.weight == 0:
+        if not self.teaching:
             super().train_step(data_iterator)
         else:
             microbatches = [next(data_iterator) for _ in range(self.gradient_accumulation_steps)]
@@ -67,40 +69,51 @@ class LETTrainer(PreemptibleTrainer):
         self, *, input_dict: dict[str, torch.Tensor], labels: torch.Tensor, global_valid_tokens: torch.Tensor
     ) -> torch.Tensor:
         teacher_batch = self.token_map.split(input_dict)
-        if self.weight == 0:
+        if not self.teaching:
             return super().forward_backward_step(
                 input_dict=input_dict, labels=labels, global_valid_tokens=global_valid_tokens
             )
         inputs, labels, extra_inputs, extra_kwargs = self.post_dataloading_process(input_dict, labels)
         model, term, token_map, teacher = self.model_parts[0], self.term, self.token_map, self.teacher
         with self.train_context():
+            # no graph for the teacher's side: the teacher is frozen and its target is a constant of the loss, so
+            # nothing is saved for backward (no_grad, not inference_mode: the target must be usable in autograd)
             with torch.no_grad():
                 tokens, masks = token_map.teacher_inputs(inputs, teacher_batch, extra_kwargs.get("attention_masks"))
                 hidden = teacher.forward(tokens, masks)
                 target = term.teach(teacher.model, hidden)
-                teacher_lm = TeacherLM(lambda rows, target=target: term.lm_logits(teacher.model, target[rows]),
-                                       token_map.teacher_labels(labels, teacher_batch), teacher.model.vocab_size)
+                teacher_lm = self._teacher_lm(target, token_map.teacher_labels(labels, teacher_batch))
                 if (sanity := teacher.sanity_check(teacher_lm)) is not None:
                     self.guard.record(teacher_lm_loss=sanity)  # non-finite: stops the run before step 1 updates
                 target = token_map.to_student(target, teacher_batch)
             with self.maybe_enable_amp:
                 with term.watching():
                     pred = model(inputs, **extra_inputs, **extra_kwargs)
-                # every term is a token SUM over a global count, as torchtitan scales its CE
                 ce = self.loss_fn(pred, labels) / global_valid_tokens
                 sums = term.sums(pred, target, token_map.valid(labels, teacher_batch))
+                # the term's SUM over the GLOBAL count of the positions it counts (for `same` the CE's own count):
+                # a fraction of the global mean on every rank and micro-batch, like the CE above, so summed
+                # gradients are the global mean's and lambda weighs the term against the CE at any batch layout
                 sums = sums / token_map.normaliser(global_valid_tokens)
                 loss = term.combine(ce, sums[0], self.weight)
                 self.stop_rule.observe(self.step, pred, labels, teacher_lm)
+            # marks only, on the device (no sync): the optimizer pre-hook reads them over all ranks before any
+            # weight moves, so a non-finite step is refused even though its backward has run
             self.guard.record(teacher_output=hidden, ce_loss=ce, **{term.name: sums[0]})
             del pred, hidden, target, teacher_lm
             loss.backward()
         self._term_sums += sums.detach()
         return ce.detach()
 
+    def _teacher_lm(self, target: torch.Tensor, teacher_labels: torch.Tensor) -> TeacherLM:
+        """The teacher's next-token prediction of this micro-batch, computed only if asked (the sanity check, a
+        caught-up check): its logits from its target, a few sequences at a time."""
+        teacher, term = self.teacher.model, self.term
+        return TeacherLM(lambda rows: term.lm_logits(teacher, target[rows]), teacher_labels, teacher.vocab_size)
+
     def _check_finite(self, *_) -> None:
         """Optimizer step pre-hook: a non-finite teaching step ends the run before any weight moves (guard.py)."""
-        if self.weight > 0:
+        if self.teaching:
             self.guard.check(self.step, self.weight)
 
     def state_dict(self) -> dict[str, Any]:
@@ -114,8 +127,9 @@ class LETTrainer(PreemptibleTrainer):
         super().load_state_dict(state_dict)
         if "let_stop_rule" in state_dict:
             self.stop_rule.load_state_dict(state_dict["let_stop_rule"])
-        if self.stop_rule.teacher_needed(self.step):
-            self.teacher.check_after_load()  # a no-op unless the record said the teacher had left
+        if self.stop_rule.needed_after(self.step) and not self.startup.teacher_checked:
+            # the checkpoint teaches where the record said the teacher had left: check its folder now
+            check_teacher_side(self.job_config, self.startup, needed=True)
 
     def _log_stop_rule(self, metrics: dict[str, float]) -> None:
         """A rule that measured this step (stop_when = "caught_up", on its check steps): both losses per byte."""
@@ -128,7 +142,7 @@ class LETTrainer(PreemptibleTrainer):
     def _log_term(self) -> None:
         """lambda and the term's metrics (summed over data-parallel ranks: each rank's share is already divided by
         the global count) beside torchtitan's metrics, and the [LET] line while the teacher teaches."""
-        if self.weight == 0:
+        if not self.teaching:
             self.metrics_processor.logger.log({"let/lambda": 0.0}, self.step)
             return
         if self.parallel_dims.dp_cp_enabled:

@@ -1,6 +1,7 @@
 """What the recipes share: the JobConfig a run would use, parsed by torchtitan's own parser, and the student a
 config and a checkpoint describe. One copy here, so no probe imports another."""
 
+import argparse
 import copy
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,11 +13,46 @@ from torchtitan.config import ConfigManager, JobConfig
 from torchtitan.protocols.train_spec import get_train_spec
 
 import let_components  # noqa: F401  (registers the datasets and the student TrainSpecs)
+from let_components.teacher import TeacherModel, TeacherOptions, TeacherSource, teacher_source
+from let_components.tokens import token_alignment
 
 
 def parse_job_config(config_file: str, overrides: Sequence[str] = ()) -> JobConfig:
     """As `./run_train.sh --job.config_file CONFIG_FILE OVERRIDES...` would train ([let] and [student] included)."""
     return ConfigManager().parse_args(["--job.config_file", config_file, *overrides])
+
+
+def probe_parser(description: str, checkpoint: bool = False, teacher: bool = False) -> argparse.ArgumentParser:
+    """A probe's command line: --config (the run's TOML; any `--section.key value` among the arguments overrides
+    it, as on run_train.sh), and where asked --checkpoint and --teacher."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if checkpoint:
+        parser.add_argument("--checkpoint", required=True, type=Path,
+                            help="a student DCP folder: DIR/checkpoint/step-N")
+    parser.add_argument("--config", required=True, help="the run's TOML (spec, flavor, data, [let])")
+    if teacher:
+        parser.add_argument("--teacher", help="teacher folder (default: the config's let.teacher_path)")
+    return parser
+
+
+def parse_probe(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
+                overrides: Sequence[str] = ()) -> tuple[argparse.Namespace, JobConfig]:
+    """The probe's arguments and the run's JobConfig: the TOML, the config overrides among the arguments, --teacher
+    (as let.teacher_path) and the probe's own `overrides`, in that order."""
+    args, config_overrides = parser.parse_known_args(argv)
+    if getattr(args, "teacher", None):
+        config_overrides += ["--let.teacher_path", args.teacher]
+    return args, parse_job_config(args.config, [*config_overrides, *overrides])
+
+
+def run_teacher(job_config: JobConfig, max_seq_len: int | None = None,
+                layer: int | None = None) -> tuple[TeacherSource, TeacherModel]:
+    """The run's teacher as training builds it - its source (folder or the job's copy, let.teacher_backend), the
+    run's layer and window (the token alignment's) unless the probe asks for others - on the CPU in float32."""
+    source = teacher_source(job_config)
+    length = max_seq_len or token_alignment(job_config).teacher_seq_len(job_config)
+    options = TeacherOptions(layer=job_config.let.teacher_layer if layer is None else layer, max_seq_len=length)
+    return source, source.load("cpu", torch.float32, options)
 
 
 def initialised_student(job_config: Any, seed: int = 0, **model_args: Any) -> torch.nn.Module:

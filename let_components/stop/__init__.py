@@ -2,25 +2,40 @@
 at start-up. fixed.py: the paper's stop_step; caught_up.py: also as soon as the student has caught up with the
 teacher per byte of text. Nothing outside this package reads let.stop_when: a new rule is one module and one
 `register_stop_rule` line.
+
+The rule is also the one owner of the teacher's presence: every question "is the teacher still needed?" - the
+pre-start checks (after the step a run resumes from), the trainer's build, the resume (after the checkpoint's state
+is loaded) and each step - is `rule.teaches(step)` or `rule.needed_after(step)`, both read off `rule.last_step`.
 """
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.distributed import ParallelDims
 
-from ..config import JobConfig, registered
+from ..config import JobConfig
+from ..record import RunRecord
+from ..registry import Registry
 from ..teacher.lm import TeacherLM
+from ..teacher.source import TeacherSource
 
 
 class StopRule(Protocol):
+    last_step: int
+    """The last step the teacher teaches on (it may move earlier when the rule decides): the teacher's presence."""
+
     def weight(self, step: int) -> float:
-        """lambda at 1-based `step`; 0 from the step after the teacher has left."""
+        """lambda at 1-based `step`; 0 on every step the teacher does not teach."""
         ...
 
-    def teacher_needed(self, resume_step: int) -> bool:
-        """Whether a run resumed after `resume_step` can still need the teacher."""
+    def teaches(self, step: int) -> bool:
+        """Whether the teacher teaches at 1-based `step`: load it (once), run it, add its term."""
+        ...
+
+    def needed_after(self, step: int) -> bool:
+        """Whether a run that has finished `step` (a resume point) can still need the teacher."""
         ...
 
     def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
@@ -41,41 +56,50 @@ class StopRule(Protocol):
         ...
 
 
-STOP_RULES: dict[str, Any] = {}
-"""let.stop_when -> its rule class: `needed_after(job_config, resume_step)`, `check_config(job_config)`,
-`check_tokenizers(job_config)` and `build(job_config, resume_step, tokenizer)`, all class methods."""
+@dataclass(frozen=True)
+class StopInputs:
+    """What a rule is handed at start-up (it fetches nothing itself)."""
+
+    resume_step: int
+    """The step the run resumes after (0: a fresh start)."""
+    record: RunRecord
+    """The run record: where a rule's decision is kept for later starts and tools."""
+    student_tokenizer: BaseTokenizer
+    student_key: str
+    """The config key the student's tokenizer came from (for error lines)."""
+    teacher: TeacherSource
 
 
-def register_stop_rule(name: str, rule: Any) -> None:
-    STOP_RULES[name] = rule
+class StopOption(Protocol):
+    """One value of let.stop_when."""
+
+    def check_config(self, job_config: JobConfig) -> None:
+        """Before start, from the config alone: the rule's own keys."""
+        ...
+
+    def build(self, job_config: JobConfig, inputs: StopInputs) -> StopRule:
+        """The run's rule, at start-up (a decision recorded by an earlier start of this run included)."""
+        ...
 
 
-def _rule(job_config: JobConfig) -> Any:
-    return registered(STOP_RULES, "stop_when", job_config.let.stop_when)
+STOP_RULES: Registry[StopOption] = Registry("let.stop_when")
+"""let.stop_when -> its option."""
 
 
-def check_stop_config(job_config: JobConfig) -> None:
-    """Before start, from the config alone."""
-    _rule(job_config).check_config(job_config)
+def register_stop_rule(name: str, option: StopOption) -> None:
+    STOP_RULES.register(name, option)
 
 
-def check_stop_tokenizers(job_config: JobConfig) -> None:
-    """Before start, after the teacher folder's checks: what the rule measures with."""
-    _rule(job_config).check_tokenizers(job_config)
+def stop_option(job_config: JobConfig) -> StopOption:
+    """The run's option, the one reader of let.stop_when."""
+    return STOP_RULES[job_config.let.stop_when]
 
 
-def teacher_needed(job_config: JobConfig, resume_step: int) -> bool:
-    """Whether a run resumed after `resume_step` can still need the teacher, without building the rule."""
-    return _rule(job_config).needed_after(job_config, resume_step)
+from .caught_up import CaughtUp, CaughtUpOption  # noqa: E402
+from .fixed import FixedStop, FixedStopOption  # noqa: E402
 
+register_stop_rule("step", FixedStopOption())
+register_stop_rule("caught_up", CaughtUpOption())
 
-def build_stop_rule(job_config: JobConfig, resume_step: int, tokenizer: BaseTokenizer) -> StopRule:
-    """The run's stop rule; `tokenizer` is the student's (a rule may measure per byte in it)."""
-    return _rule(job_config).build(job_config, resume_step, tokenizer)
-
-
-from .caught_up import CaughtUp  # noqa: E402
-from .fixed import FixedStop  # noqa: E402
-
-register_stop_rule("step", FixedStop)
-register_stop_rule("caught_up", CaughtUp)
+__all__ = ["STOP_RULES", "CaughtUp", "FixedStop", "StopInputs", "StopOption", "StopRule", "register_stop_rule",
+           "stop_option"]

@@ -7,8 +7,9 @@ teacher's (+ margin) the weight is 0 from the next step on: a step transition, w
 stays the schedule's horizon and the hard cap.
 
 The decision is part of the run: `state_dict` goes into torchtitan's checkpoint (the trainer's train state), the
-decision into the run record (record.py), and a resumed run's pre-start checks read it there (`needed_after`).
-Loading a checkpoint makes the record agree with it, so the record never holds a decision the run did not make.
+decision into the run record (record.py), which a later start reads when its rule is built (so its pre-start
+checks already know whether the teacher is needed). Loading a checkpoint makes the record agree with it, so the
+record never holds a decision the run did not make.
 """
 
 from typing import Any
@@ -16,15 +17,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.distributed._functional_collectives import all_reduce
-from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.distributed import ParallelDims
 from torchtitan.tools.logging import logger
 
 from ..config import LET, JobConfig, LETConfigError
-from ..record import record_decision, recorded_decision
+from ..record import RunRecord
 from ..teacher.lm import TeacherLM
 from ..tokens.per_byte import bits_per_byte, lm_loss_sums, text_byte_lengths
-from ..tokens.tokenizers import load_tokenizer, teacher_tokenizer, tokenizer_source
+from . import StopInputs
 from .fixed import FixedStop
 
 CAUGHT_UP_NEEDS = "let.stop_when='caught_up' (it compares both models' loss per byte of text; or stop_when='step')"
@@ -34,10 +34,10 @@ CAUGHT_UP_NEEDS = "let.stop_when='caught_up' (it compares both models' loss per 
 class CaughtUp(FixedStop):
     """FixedStop, ended early once the student has caught up with the teacher per byte of text (module doc)."""
 
-    def __init__(self, let: LET, dump_folder: str, student_bytes: torch.Tensor | None = None,
+    def __init__(self, let: LET, record: RunRecord, student_bytes: torch.Tensor | None = None,
                  teacher_bytes: torch.Tensor | None = None, decided_step: int | None = None):
         super().__init__(let)
-        self.dump_folder = dump_folder
+        self.record = record
         self.every, self.window, self.margin = let.caught_up_every, let.caught_up_window, let.caught_up_margin
         self.min_steps, self.sequences = let.caught_up_min_steps, let.caught_up_sequences
         self.student_bytes, self.teacher_bytes = student_bytes, teacher_bytes
@@ -46,58 +46,9 @@ class CaughtUp(FixedStop):
         """Per check: [student nats, student bytes, teacher nats, teacher bytes], summed over ranks."""
         self._sums: torch.Tensor | None = None
 
-    def weight(self, step: int) -> float:
-        if self.decided_step is not None and step > self.decided_step:
-            return 0.0
-        return super().weight(step)
-
-    def teacher_needed(self, resume_step: int) -> bool:
-        return resume_step < min(self.stop_step, self.decided_step or self.stop_step)
-
-    @classmethod
-    def recorded_step(cls, job_config: JobConfig, resume_step: int) -> int | None:
-        """The decision a resumed run starts from: the one it recorded (the checkpoint's, loaded later, is the same
-        or earlier)."""
-        decision = recorded_decision(job_config.job.dump_folder) if resume_step > 0 else None
-        return decision["step"] if decision else None
-
-    @classmethod
-    def needed_after(cls, job_config: JobConfig, resume_step: int) -> bool:
-        stop_step = job_config.let.stop_step
-        return resume_step < min(stop_step, cls.recorded_step(job_config, resume_step) or stop_step)
-
-    @classmethod
-    def check_config(cls, job_config: JobConfig) -> None:
-        """It compares the two LM losses through the teacher's LM head."""
-        let = job_config.let
-        for key in ("caught_up_every", "caught_up_window", "caught_up_sequences"):
-            if getattr(let, key) < 1:
-                raise LETConfigError(f"let.{key}={getattr(let, key)}: must be >= 1")
-        if let.caught_up_min_steps < 0:
-            raise LETConfigError(f"let.caught_up_min_steps={let.caught_up_min_steps}: must be >= 0")
-        if let.teacher_layer != -1:
-            raise LETConfigError(
-                f"let.teacher_layer={let.teacher_layer}: stop_when='caught_up' reads the teacher's LM head, which "
-                "follows its final layer; use teacher_layer = -1 (or stop_when = 'step')"
-            )
-
-    @classmethod
-    def check_tokenizers(cls, job_config: JobConfig) -> None:
-        """Both tokenizers must say the bytes of every token (per_byte.token_byte_lengths decides which can),
-        whatever the token alignment is."""
-        folder, key = tokenizer_source(job_config)
-        text_byte_lengths(load_tokenizer(folder, key), key, CAUGHT_UP_NEEDS)
-        text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path", CAUGHT_UP_NEEDS)
-
-    @classmethod
-    def build(cls, job_config: JobConfig, resume_step: int, tokenizer: BaseTokenizer) -> "CaughtUp":
-        """The rule, measuring per byte in the student's `tokenizer` and the teacher's own."""
-        key = tokenizer_source(job_config)[1]
-        student_bytes = torch.from_numpy(text_byte_lengths(tokenizer, key, CAUGHT_UP_NEEDS))
-        teacher_bytes = torch.from_numpy(text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path",
-                                                           CAUGHT_UP_NEEDS))
-        return cls(job_config.let, job_config.job.dump_folder, student_bytes, teacher_bytes,
-                   cls.recorded_step(job_config, resume_step))
+    @property
+    def last_step(self) -> int:
+        return min(super().last_step, self.decided_step if self.decided_step is not None else super().last_step)
 
     def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
         if step % self.every:
@@ -136,7 +87,7 @@ class CaughtUp(FixedStop):
         self._record()
 
     def _record(self) -> None:
-        """let_run.json says what this run decided (rank 0), so a later start's pre-start checks and tools read it."""
+        """let_run.json says what this run decided (rank 0), so a later start's rule and tools read it."""
         if dist.is_initialized() and dist.get_rank() != 0:
             return
         decision = None
@@ -145,7 +96,7 @@ class CaughtUp(FixedStop):
             if self.checks:  # no check follows a decision: the window is the deciding one
                 student_bpb, teacher_bpb = self.smoothed()
                 decision |= {"student_bits_per_byte": student_bpb, "teacher_bits_per_byte": teacher_bpb}
-        record_decision(self.dump_folder, decision)
+        self.record.decide(decision)
 
     def smoothed(self) -> tuple[float, float]:
         """(student, teacher) bits per byte over the pooled checks: each a ratio of sums, so every byte weighs the
@@ -166,8 +117,39 @@ class CaughtUp(FixedStop):
         decided = int(state_dict["decided_step"])
         self.decided_step = None if decided < 0 else decided
         self.checks = [list(check) for check in state_dict["checks"]]
-        recorded_step = (recorded_decision(self.dump_folder) or {}).get("step")
+        recorded_step = (self.record.decision() or {}).get("step")
         if recorded_step != self.decided_step:
             logger.info(f"[LET] let_run.json: the checkpoint's caught-up decision (step {self.decided_step}) replaces "
                         f"the recorded one (step {recorded_step})")
             self._record()
+
+
+class CaughtUpOption:
+    def check_config(self, job_config: JobConfig) -> None:
+        """It compares the two LM losses through the teacher's LM head."""
+        let = job_config.let
+        for key in ("caught_up_every", "caught_up_window", "caught_up_sequences"):
+            if getattr(let, key) < 1:
+                raise LETConfigError(f"let.{key}={getattr(let, key)}: must be >= 1")
+        if let.caught_up_min_steps < 0:
+            raise LETConfigError(f"let.caught_up_min_steps={let.caught_up_min_steps}: must be >= 0")
+        if let.teacher_layer != -1:
+            raise LETConfigError(
+                f"let.teacher_layer={let.teacher_layer}: stop_when='caught_up' reads the teacher's LM head, which "
+                "follows its final layer; use teacher_layer = -1 (or stop_when = 'step')"
+            )
+
+    def build(self, job_config: JobConfig, inputs: StopInputs) -> CaughtUp:
+        """The rule, measuring per byte in the student's tokenizer and the teacher's own (both must say the bytes of
+        every token, per_byte.token_byte_lengths, whatever the token alignment is: a one-line error otherwise), from
+        the decision an earlier start of this run recorded (the checkpoint's, loaded later, is the same or earlier)."""
+        student_bytes = text_byte_lengths(inputs.student_tokenizer, inputs.student_key, CAUGHT_UP_NEEDS)
+        teacher_bytes = text_byte_lengths(inputs.teacher.tokenizer(), "let.teacher_path", CAUGHT_UP_NEEDS)
+        return CaughtUp(job_config.let, inputs.record, torch.from_numpy(student_bytes), torch.from_numpy(teacher_bytes),
+                        recorded_step(inputs.record, inputs.resume_step))
+
+
+def recorded_step(record: RunRecord, resume_step: int) -> int | None:
+    """The decision a (re)start begins from: the one this run recorded (a fresh start has none)."""
+    decision = record.decision() if resume_step > 0 else None
+    return decision["step"] if decision else None

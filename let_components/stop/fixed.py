@@ -3,7 +3,6 @@
 from typing import Any
 
 import torch
-from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.distributed import ParallelDims
 
 from ..config import LET, JobConfig
@@ -12,33 +11,23 @@ from ..teacher.lm import TeacherLM
 
 
 class FixedStop:
-    """The teacher teaches on steps 1..let.stop_step with the `let.schedule` weight."""
+    """The teacher teaches on steps 1..let.stop_step with the `let.schedule` weight (none at lambda_0 = 0)."""
 
     def __init__(self, let: LET):
         self.lambda_0, self.stop_step, self.schedule = let.lambda_0, let.stop_step, let.schedule
 
+    @property
+    def last_step(self) -> int:
+        return self.stop_step if self.lambda_0 > 0 else 0
+
     def weight(self, step: int) -> float:
-        return teacher_weight(step, self.lambda_0, self.stop_step, self.schedule)
+        return teacher_weight(step, self.lambda_0, self.stop_step, self.schedule) if self.teaches(step) else 0.0
 
-    def teacher_needed(self, resume_step: int) -> bool:
-        return resume_step < self.stop_step
+    def teaches(self, step: int) -> bool:
+        return step <= self.last_step
 
-    @classmethod
-    def needed_after(cls, job_config: JobConfig, resume_step: int) -> bool:
-        """teacher_needed without building the rule (the checks before start)."""
-        return resume_step < job_config.let.stop_step
-
-    @classmethod
-    def check_config(cls, job_config: JobConfig) -> None:
-        pass
-
-    @classmethod
-    def check_tokenizers(cls, job_config: JobConfig) -> None:
-        pass
-
-    @classmethod
-    def build(cls, job_config: JobConfig, resume_step: int, tokenizer: BaseTokenizer) -> "FixedStop":
-        return cls(job_config.let)
+    def needed_after(self, step: int) -> bool:
+        return step < self.last_step
 
     def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
         pass
@@ -54,3 +43,11 @@ class FixedStop:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         pass
+
+
+class FixedStopOption:
+    def check_config(self, job_config: JobConfig) -> None:
+        pass
+
+    def build(self, job_config: JobConfig, inputs: Any) -> FixedStop:
+        return FixedStop(job_config.let)

@@ -4,7 +4,7 @@ function, optimizer builder and HF adapter, plus three narrow additions.
 - args: the student vocabulary is the teacher's embedding rows (or, aligned by bytes, its own tokenizer's ids), the
   projection width the teacher's hidden size;
 - model: an optional `let_projection` Linear beside the blocks (the forward stays torchtitan's own; block k is
-  read by a forward hook, see let_components/capture.py), and the `[student] init` choice in init_weights
+  read by a forward hook, see let_components/terms/capture.py), and the `[student] init` choice in init_weights
   (init.py), for baseline and LET runs alike;
 - HF adapter: LET-only parameters never reach an export.
 
@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torchtitan.components.dataloader import ParallelAwareDataloader
+from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.config import JobConfig
 from torchtitan.distributed import ParallelDims
 from torchtitan.models.utils import trunc_normal_
@@ -27,9 +29,9 @@ from torchtitan.protocols.train_spec import BaseModelArgs, TrainSpec
 
 from .. import platform
 from ..config import LETConfigError, Student, valid_choices
-from ..teacher import teacher_architecture, teacher_config, text_config
-from ..tokens import build_dataloader, student_vocab_size
-from ..tokens.tokenizers import build_tokenizer
+from ..teacher import teacher_source
+from ..tokens import build_dataloader, token_alignment
+from ..tokens.tokenizers import student_tokenizer
 from ..validate import ResumableValidator
 from .init import hf_init_
 
@@ -63,15 +65,14 @@ class StudentArgsMixin:
                 f"student.init='hf': not supported for model.name={job_config.model.name!r} (its MoE and MLA "
                 "weights have no hf rule here); use 'torchtitan'"
             )
-        let = getattr(job_config, "let", None)
-        if let is None or not let.teacher_path:
+        teacher = teacher_source(job_config)
+        if teacher is None:
             return
-        teacher = teacher_config(let.teacher_path, job_config.job.dump_folder)
-        self.vocab_size = student_vocab_size(job_config, text_config(teacher))  # the teacher's, or the student's own tokenizer's
+        # the teacher's vocabulary, or (token_alignment = "bytes") the student's own tokenizer's
+        self.vocab_size = token_alignment(job_config).student_vocab_size(job_config, teacher)
+        let = job_config.let
         if let.enable and let.projection == "linear":
-            self.projection_dim = teacher_architecture(teacher, let.teacher_path, let.teacher_backend).output_width(
-                teacher, let.teacher_layer
-            )
+            self.projection_dim = teacher.output_width(let.teacher_layer)
 
 
 class ProjectionMixin:
@@ -118,6 +119,17 @@ def with_cpu_sum_reduction(parallelize_fn: ParallelizeFn) -> ParallelizeFn:
     return parallelize
 
 
+def build_student_tokenizer(job_config: JobConfig) -> BaseTokenizer:
+    """TrainSpec hook: the student's tokenizer, the one the pre-start checks read (tokens.tokenizers)."""
+    return student_tokenizer(job_config, teacher_source(job_config))
+
+
+def build_student_dataloader(dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig,
+                             infinite: bool = True) -> ParallelAwareDataloader:
+    """TrainSpec hook: torchtitan's text dataloader, or the token alignment's while LET is on."""
+    return build_dataloader(dp_world_size, dp_rank, tokenizer, job_config, infinite, teacher_source(job_config))
+
+
 def student_train_spec(
     base: TrainSpec, model_cls: type, flavors: Mapping[str, BaseModelArgs], state_dict_adapter: type
 ) -> TrainSpec:
@@ -135,8 +147,8 @@ def student_train_spec(
         model_args={name: copy.deepcopy(args) for name, args in flavors.items()},
         parallelize_fn=with_cpu_sum_reduction(base.parallelize_fn),
         pipelining_fn=None,
-        build_tokenizer_fn=build_tokenizer,
-        build_dataloader_fn=build_dataloader,
+        build_tokenizer_fn=build_student_tokenizer,
+        build_dataloader_fn=build_student_dataloader,
         build_validator_fn=ResumableValidator,
         state_dict_adapter=state_dict_adapter,
     )

@@ -7,9 +7,8 @@ import torch
 from torchtitan.config import TORCH_DTYPE_MAP, JobConfig
 
 from .. import platform
-from ..tokens import teacher_seq_len
-from .loader import load_teacher
 from .registry import TeacherModel, TeacherOptions
+from .source import TeacherSource
 
 
 def teacher_compiled(job_config: JobConfig) -> bool:
@@ -17,14 +16,13 @@ def teacher_compiled(job_config: JobConfig) -> bool:
     return job_config.compile.enable and job_config.let.teacher_compile
 
 
-def build_teacher(job_config: JobConfig, device: torch.device, attn_type: str = "sdpa") -> TeacherModel:
-    """The frozen teacher: float32 on CPU, let.teacher_dtype (bf16) on an accelerator, compiled with the
-    student's backend when `teacher_compiled`."""
+def build_teacher(job_config: JobConfig, source: TeacherSource, options: TeacherOptions,
+                  device: torch.device) -> TeacherModel:
+    """The frozen teacher from its source: float32 on CPU, let.teacher_dtype (bf16) on an accelerator, compiled
+    with the student's backend when `teacher_compiled`."""
     let = job_config.let
     dtype = torch.float32 if platform.on_cpu() else TORCH_DTYPE_MAP[let.teacher_dtype]
-    options = TeacherOptions(layer=let.teacher_layer, max_seq_len=teacher_seq_len(job_config), attn_type=attn_type,
-                             backend=let.teacher_backend)
-    teacher = load_teacher(let.teacher_path, device, dtype, options)
+    teacher = source.load(device, dtype, options)
     if teacher_compiled(job_config):
         if let.teacher_compile_mode == "default":
             teacher = torch.compile(teacher, backend=job_config.compile.backend)

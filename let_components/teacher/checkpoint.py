@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from torchtitan.tools.logging import logger
 
 from ..config import LETConfigError, LETRuntimeError
 
@@ -45,27 +44,6 @@ def text_config(config: dict[str, Any]) -> dict[str, Any]:
     from .transformers_backend import text_settings  # only the transformers backend builds such models
 
     return text_settings(config)
-
-
-TEACHER_CONFIG_COPY = "let_teacher_config.json"
-"""config.json of the teacher, kept in the dump folder so a run resumed after stop_step needs no teacher folder."""
-
-
-def teacher_config(teacher_path: str, dump_folder: str) -> dict[str, Any]:
-    """The teacher's config.json, or the copy a previous run of this job left in its dump folder."""
-    copy = Path(dump_folder) / TEACHER_CONFIG_COPY
-    if not (Path(teacher_path) / "config.json").is_file() and copy.is_file():
-        logger.info(f"[LET] let.teacher_path='{teacher_path}' has no config.json; using this job's copy {copy}")
-        return json.loads(copy.read_text())
-    return read_hf_config(teacher_path)
-
-
-def keep_teacher_config(teacher_path: str, dump_folder: str) -> None:
-    """Write the copy `teacher_config` falls back to (the trainer calls it on rank 0)."""
-    config = teacher_config(teacher_path, dump_folder)
-    copy = Path(dump_folder) / TEACHER_CONFIG_COPY
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    copy.write_text(json.dumps(config, indent=2))
 
 
 def rope_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -185,13 +163,6 @@ def teacher_fingerprint(path: str | os.PathLike) -> dict[str, str]:
                 digest.update(chunk)
         fingerprint[file.name] = f"{file.stat().st_size} bytes sha256:{digest.hexdigest()}"
     return fingerprint
-
-
-def keep_teacher_fingerprint(teacher_path: str, dump_folder: str) -> None:
-    """Record the fingerprint `check_teacher_unchanged` compares a resumed run against (rank 0)."""
-    record = Path(dump_folder) / TEACHER_FINGERPRINT
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(teacher_fingerprint(teacher_path), indent=2) + "\n")
 
 
 def check_teacher_unchanged(teacher_path: str, dump_folder: str) -> None:

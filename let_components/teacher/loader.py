@@ -89,12 +89,14 @@ def load_teacher(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     options: TeacherOptions = TeacherOptions(),
+    config: dict | None = None,
 ) -> TeacherModel:
     """Build the teacher on the meta device, then materialise it on `device` straight from safetensors.
 
-    The result is in eval mode with `requires_grad=False` everywhere: LET never trains the teacher.
+    The result is in eval mode with `requires_grad=False` everywhere: LET never trains the teacher. `config`: the
+    folder's config.json as its TeacherSource read it (None: read it here).
     """
-    config = read_hf_config(path)
+    config = read_hf_config(path) if config is None else config
     architecture = teacher_architecture(config, path, options.backend)
     model = build_meta_teacher(config, architecture, options, dtype)
     check_weights(path, config, architecture, model)

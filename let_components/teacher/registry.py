@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..config import LETConfigError
+from ..registry import Registry
 
 
 class TeacherModel(Protocol):
@@ -43,7 +44,7 @@ class TeacherArchitecture:
     """Builds the module (called on the meta device) from config.json."""
     convert_state_dict: Callable[[dict[str, Any], dict[str, torch.Tensor]], dict[str, torch.Tensor]]
     """Maps HF safetensors keys/layouts to the module's state dict."""
-    output_width: Callable[[dict[str, Any], int], int] = lambda config, layer: config["hidden_size"]  # native: no text_config
+    output_width: Callable[[dict[str, Any], int], int] = lambda config, layer: config["hidden_size"]
     """Width of the state returned for `teacher_layer` (OPT-350m's final state is word_embed_proj_dim wide)."""
     max_positions: Callable[[dict[str, Any]], int | None] = lambda config: None
     """Longest sequence the weights support (learned positions), None when there is no hard limit."""
@@ -67,13 +68,12 @@ class TeacherOptions:
     there is one)."""
 
 
-TEACHER_ARCHITECTURES: dict[str, TeacherArchitecture] = {}
+TEACHER_ARCHITECTURES: Registry[TeacherArchitecture] = Registry("teacher model_type")
+"""config.json's model_type -> its native architecture (every other model_type is the transformers backend's)."""
 
 
 def register_teacher(model_type: str, architecture: TeacherArchitecture) -> None:
-    if model_type in TEACHER_ARCHITECTURES:
-        raise ValueError(f"teacher model_type '{model_type}' is already registered")
-    TEACHER_ARCHITECTURES[model_type] = architecture
+    TEACHER_ARCHITECTURES.register(model_type, architecture)
 
 
 def resolve_layer(layer: int, n_layers: int) -> int:

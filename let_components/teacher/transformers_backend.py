@@ -126,7 +126,7 @@ class TransformersTeacher(nn.Module):
         """The model's own causal-LM forward from the final state on: its LM head and whatever its family does to
         the logits after it (Gemma's soft-capping, Granite's logits_scaling, Cohere's logit_scale, ...), with the
         base model stood in for by `hidden`, so a family never needs a rule here. Called on a few sequences at a
-        time (TeacherLM's chunks): the model's forward on a whole batch would hold all of a large vocabulary's logits."""
+        time (TeacherLM's chunks): the model's forward on a whole batch would hold a large vocabulary's logits."""
         base = self.lm.base_model
         base.forward = lambda *args, **kwargs: _StateOnly(last_hidden_state=hidden)
         try:
@@ -146,9 +146,9 @@ class TransformersTeacher(nn.Module):
         scale, error = expected.abs().max().item(), (got - expected).abs().max().item()
         if error > LOGITS_TOLERANCE.get(self.lm.dtype, LOGITS_TOLERANCE[torch.float32]) * scale:
             raise LETConfigError(
-                f"let.teacher_path='{path}': model_type {model_type!r}: the logits from its final state differ from its "
-                f"own forward's by up to {error:.3g} (largest logit {scale:.3g}): its causal-LM head reads more than "
-                "the last hidden state, which the teacher term cannot follow; use another teacher"
+                f"let.teacher_path='{path}': model_type {model_type!r}: the logits from its final state differ from "
+                f"its own forward's by up to {error:.3g} (largest logit {scale:.3g}): its causal-LM head reads more "
+                "than the last hidden state, which the teacher term cannot follow; use another teacher"
             )
 
     def init_buffers(self) -> None:

@@ -8,22 +8,28 @@ The trainer's step calls a term's methods in one fixed order and never asks whic
     sums = term.sums(pred, target, valid)        [term SUM, metric SUMs] over the positions that count
     loss = term.combine(ce, sums[0] / N, weight) how the term joins the CE
 
+Every term is a SUM over the positions it counts, divided by the global count of them (N: the token map's
+`normaliser`, for `same` torchtitan's global_valid_tokens), exactly as torchtitan scales its cross-entropy: each
+rank's share is then already a fraction of the global mean, so summing gradients over data-parallel ranks and
+micro-batches gives the global mean's gradient, and the term keeps its weight relative to the CE at any batch
+layout.
+
 Each implementation lives next to its math and its own checks: `AlignmentTerm` (LET, signal = "hidden") in
 alignment.py and `DistillationTerm` (SALT/RKD, signal = "logits") in distillation.py. Nothing outside this package
-reads let.signal: a new signal is one module and one `register_term` line (its name is also the guard's word for it).
+reads let.signal (`term_option` does, once): a new signal is one module and one `register_term` line.
 """
 
-from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import nn
 from torchtitan.components.tokenizer import BaseTokenizer
 
-from ..config import JobConfig, registered
-from ..teacher import TeacherModel
+from ..config import JobConfig
+from ..registry import Registry
+from ..teacher import TeacherModel, TeacherSource
+from ..tokens import TokenAlignment
 
 
 class TeacherTerm(Protocol):
@@ -61,43 +67,35 @@ class TeacherTerm(Protocol):
         ...
 
 
-TermBuilder = Callable[[JobConfig, nn.Module, BaseTokenizer, int], TeacherTerm]
-"""(job_config, student, student tokenizer, student vocab size) -> the run's term."""
+class TermOption(Protocol):
+    """One value of let.signal: its checks before start and the term it builds once the student exists."""
+
+    def check_config(self, job_config: JobConfig, alignment: TokenAlignment) -> None:
+        """Before start, from the config and the run's token alignment: the keys this signal reads (a one-line error
+        naming the key)."""
+        ...
+
+    def build(self, job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int,
+              teacher: TeacherSource) -> TeacherTerm:
+        """The run's term: the student (its block k), its tokenizer and vocabulary, the teacher's source."""
+        ...
 
 
-@dataclass(frozen=True)
-class TermOption:
-    build: TermBuilder
-    check: Callable[[JobConfig], None] = lambda job_config: None
-    """Before start, from the config alone: the keys this signal reads (a one-line error naming the key)."""
+TERMS: Registry[TermOption] = Registry("let.signal")
+"""`let.signal` -> its option."""
 
 
-TERMS: dict[str, TermOption] = {}
-"""`let.signal` -> its term."""
-
-
-def register_term(signal: str, build: TermBuilder, check: Callable[[JobConfig], None] | None = None) -> None:
-    TERMS[signal] = TermOption(build, check) if check else TermOption(build)
+def register_term(signal: str, option: TermOption) -> None:
+    TERMS.register(signal, option)
 
 
 def term_option(job_config: JobConfig) -> TermOption:
-    return registered(TERMS, "signal", job_config.let.signal)
+    """The run's option, the one reader of let.signal."""
+    return TERMS[job_config.let.signal]
 
 
-def check_term_config(job_config: JobConfig) -> None:
-    """Before start: let.signal is registered, and its own keys are valid."""
-    term_option(job_config).check(job_config)
+from .alignment import Alignment  # noqa: E402  (the terms import this module's protocol)
+from .distillation import Distillation  # noqa: E402
 
-
-def build_teacher_term(
-    job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int
-) -> TeacherTerm:
-    """The run's teacher term, from `let.signal`."""
-    return term_option(job_config).build(job_config, student, tokenizer, vocab_size)
-
-
-from .alignment import build_alignment  # noqa: E402  (the terms import this module's protocol)
-from .distillation import build_distillation, check_logits_signal  # noqa: E402
-
-register_term("hidden", build_alignment)
-register_term("logits", build_distillation, check_logits_signal)
+register_term("hidden", Alignment())
+register_term("logits", Distillation())

@@ -15,7 +15,8 @@ from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.tools.logging import logger
 
 from ..config import JobConfig
-from ..teacher import TeacherModel
+from ..teacher import TeacherModel, TeacherSource
+from ..tokens import TokenAlignment
 from .capture import BlockCapture
 
 AlignmentLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -47,6 +48,8 @@ def alignment_loss(
     """
     teacher = interpolate_width(teacher_hidden.float(), student_hidden.shape[-1], align_corners)
     cosine = (F.normalize(student_hidden.float(), dim=-1) * F.normalize(teacher, dim=-1)).sum(-1)
+    # a SUM over the positions that count, never a mean: the step divides it by their GLOBAL count, as torchtitan
+    # divides its CE sum by global_valid_tokens, so a rank's share of the gradient is right at any dp x accumulation
     return -(cosine * valid).sum()
 
 
@@ -92,6 +95,12 @@ class AlignmentTerm:
         return {"alignment_loss": values[0], "cosine": -values[0]}
 
 
-def build_alignment(job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int
-                    ) -> AlignmentTerm:
-    return AlignmentTerm(job_config, student)
+class Alignment:
+    """The option signal = "hidden": no keys of its own to check, and any token alignment will do."""
+
+    def check_config(self, job_config: JobConfig, alignment: TokenAlignment) -> None:
+        pass
+
+    def build(self, job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int,
+              teacher: TeacherSource) -> AlignmentTerm:
+        return AlignmentTerm(job_config, student)

@@ -24,7 +24,8 @@ from torch import nn
 from torchtitan.components.tokenizer import BaseTokenizer
 
 from ..config import JobConfig, LETConfigError
-from ..teacher import TeacherModel, teacher_config, text_config
+from ..teacher import TeacherModel, TeacherSource
+from ..tokens import TokenAlignment
 
 Direction = Literal["forward", "reverse"]
 
@@ -168,7 +169,7 @@ class DistillationTerm:
         return {"distillation_loss": values[0], "top1_agreement": values[1]}
 
 
-def check_logits_signal(job_config: JobConfig) -> None:
+def check_logits_signal(job_config: JobConfig, alignment: TokenAlignment) -> None:
     """signal = "logits" compares next-token distributions position by position, off the teacher's LM head."""
     let = job_config.let
     if not let.kd_temperature > 0:
@@ -184,9 +185,9 @@ def check_logits_signal(job_config: JobConfig) -> None:
             f"let.teacher_layer={let.teacher_layer}: signal='logits' reads the teacher's LM head, which follows its "
             "final layer; use teacher_layer = -1 (or signal = 'hidden')"
         )
-    if let.token_alignment != "same":
+    if not alignment.one_to_one:
         raise LETConfigError(
-            f"let.token_alignment={let.token_alignment!r}: signal='logits' compares distributions over the same "
+            f"let.token_alignment={alignment.name!r}: signal='logits' compares distributions over the same "
             "token ids, which needs one vocabulary; use token_alignment = 'same' (or signal = 'hidden', which aligns "
             "across tokenizers)"
         )
@@ -197,10 +198,14 @@ def check_logits_signal(job_config: JobConfig) -> None:
         )
 
 
-def build_distillation(job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int
-                       ) -> DistillationTerm:
-    let = job_config.let
-    tokenizer_ids = max(tokenizer.get_vocab().values()) + 1
-    teacher_vocab = text_config(teacher_config(let.teacher_path, job_config.job.dump_folder))["vocab_size"]
-    check_distillation_vocab(vocab_size, teacher_vocab, tokenizer_ids)
-    return DistillationTerm(job_config, tokenizer_ids)
+class Distillation:
+    """The option signal = "logits"."""
+
+    def check_config(self, job_config: JobConfig, alignment: TokenAlignment) -> None:
+        check_logits_signal(job_config, alignment)
+
+    def build(self, job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int,
+              teacher: TeacherSource) -> DistillationTerm:
+        tokenizer_ids = max(tokenizer.get_vocab().values()) + 1
+        check_distillation_vocab(vocab_size, teacher.text["vocab_size"], tokenizer_ids)
+        return DistillationTerm(job_config, tokenizer_ids)

@@ -6,7 +6,8 @@ positions to student positions. `same.py` (the paper's setting): the student tra
 position j is position j. `bytes_aligned.py`: the student keeps its own tokenizer; the dataset (bytes_data.py) adds
 the teacher's own tokens of the same text and pairs positions by byte offsets (bytes_keys.py). Per-byte measurement
 (per_byte.py) and tokenizer loading (tokenizers.py) live here too. Nothing outside this package reads
-let.token_alignment: a new option is one module and one `register_token_alignment` line.
+let.token_alignment (`token_alignment` does, once; callers keep the option object): a new option is one module and
+one `register_token_alignment` line. What an option reads of the teacher is handed to it (`TeacherSide`).
 """
 
 from typing import Any, Protocol
@@ -17,10 +18,28 @@ from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.distributed import ParallelDims
 from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset, build_text_dataloader
 
-from ..config import JobConfig, registered
-from .tokenizers import check_tokenizer_fits
+from ..config import JobConfig
+from ..registry import Registry
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
+
+
+class TeacherSide(Protocol):
+    """What a token option reads of the teacher (teacher.source.TeacherSource is it): handed to the option, never
+    looked up from the config here."""
+
+    path: str
+    """let.teacher_path, for error lines."""
+    text: dict[str, Any]
+    """The teacher's text settings (vocab_size, ...)."""
+
+    def tokenizer(self) -> BaseTokenizer:
+        """The teacher's own tokenizer, read once."""
+        ...
+
+    def tokenizer_folder(self) -> tuple[str, str]:
+        """(folder, config key) the teacher's tokenizer is read from."""
+        ...
 
 
 class TokenMap(Protocol):
@@ -66,6 +85,8 @@ class TokenMap(Protocol):
 class TokenAlignment(Protocol):
     """One value of let.token_alignment."""
 
+    name: str
+    """Its let.token_alignment value (what it is registered under)."""
     one_to_one: bool
     """Teacher position j is student position j (one tokenizer): what logit distillation and probes that read the
     teacher's head at the student's positions need."""
@@ -78,16 +99,14 @@ class TokenAlignment(Protocol):
         """Before start, from the config alone: the option's own keys."""
         ...
 
-    def check_tokenizers(self, job_config: JobConfig) -> None:
-        """Before start, after the teacher folder's checks: the tokenizers the option reads."""
+    def check_tokenizers(self, job_config: JobConfig, teacher: TeacherSide, student: BaseTokenizer,
+                         teacher_needed: bool) -> None:
+        """Before start, after the teacher folder's checks: the tokenizers the option reads, and that the student's
+        is the one the option trains in (a check that reads the teacher folder only while it can teach)."""
         ...
 
-    def check_tokenizer(self, tokenizer: BaseTokenizer, job_config: JobConfig, teacher_needed: bool) -> None:
-        """Once the student's tokenizer is built: that it is the one the option trains in."""
-        ...
-
-    def student_vocab_size(self, job_config: JobConfig, teacher: dict[str, Any]) -> int:
-        """The student's embedding rows, given the teacher's text settings (teacher.text_config)."""
+    def student_vocab_size(self, job_config: JobConfig, teacher: TeacherSide) -> int:
+        """The student's embedding rows."""
         ...
 
     def teacher_seq_len(self, job_config: JobConfig) -> int:
@@ -95,88 +114,47 @@ class TokenAlignment(Protocol):
         ...
 
     def build_dataloader(self, dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig,
-                         infinite: bool) -> ParallelAwareDataloader:
+                         infinite: bool, teacher: TeacherSide) -> ParallelAwareDataloader:
         """The student TrainSpec's dataloader while LET is on."""
         ...
 
-    def build_map(self, job_config: JobConfig, student: torch.nn.Module, student_args: Any) -> TokenMap:
+    def build_map(self, job_config: JobConfig, student: torch.nn.Module, student_args: Any,
+                  teacher: TeacherSide) -> TokenMap:
         """The step's map from teacher to student positions."""
         ...
 
     def text_dataset(self, job_config: JobConfig, tokenizer: BaseTokenizer, dataset: str, dataset_path: str | None,
-                     seq_len: int) -> HuggingFaceTextDataset:
+                     seq_len: int, teacher: TeacherSide) -> HuggingFaceTextDataset:
         """Finite windows of a dataset as the step sees them, teacher keys included (for tools that probe a run)."""
         ...
 
 
-TOKEN_ALIGNMENTS: dict[str, TokenAlignment] = {}
+TOKEN_ALIGNMENTS: Registry[TokenAlignment] = Registry("let.token_alignment")
 """let.token_alignment -> its option."""
 
 
-def register_token_alignment(name: str, option: TokenAlignment) -> None:
-    TOKEN_ALIGNMENTS[name] = option
+def register_token_alignment(option: TokenAlignment) -> None:
+    TOKEN_ALIGNMENTS.register(option.name, option)
 
 
 def token_alignment(job_config: JobConfig) -> TokenAlignment:
-    """The run's option; an unknown let.token_alignment is a one-line error naming the registered ones."""
-    return registered(TOKEN_ALIGNMENTS, "token_alignment", job_config.let.token_alignment)
+    """The run's option, the one reader of let.token_alignment (an unknown name is a one-line error naming the
+    registered ones). Callers keep the object: it answers everything the option decides."""
+    return TOKEN_ALIGNMENTS[job_config.let.token_alignment]
 
 
-def check_token_config(job_config: JobConfig) -> None:
-    token_alignment(job_config).check_config(job_config)
-
-
-def check_tokenizers(job_config: JobConfig) -> None:
-    token_alignment(job_config).check_tokenizers(job_config)
-
-
-def check_tokenizer(
-    tokenizer: BaseTokenizer, job_config: JobConfig, student_vocab_size: int, teacher_needed: bool = True
-) -> None:
-    """Before training: every id the student's tokenizer emits has an embedding row, and the tokenizer is the one
-    the alignment trains in (a check that reads the teacher folder is skipped once the teacher has left)."""
-    check_tokenizer_fits(tokenizer, job_config, student_vocab_size)
-    token_alignment(job_config).check_tokenizer(tokenizer, job_config, teacher_needed)
-
-
-def describe(job_config: JobConfig) -> str:
-    return token_alignment(job_config).describe(job_config)
-
-
-def student_vocab_size(job_config: JobConfig, teacher: dict[str, Any]) -> int:
-    return token_alignment(job_config).student_vocab_size(job_config, teacher)
-
-
-def teacher_seq_len(job_config: JobConfig) -> int:
-    """Tokens per teacher window: the student's training.seq_len unless the alignment says otherwise."""
-    return token_alignment(job_config).teacher_seq_len(job_config)
-
-
-def build_dataloader(
-    dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig, infinite: bool = True
-) -> ParallelAwareDataloader:
+def build_dataloader(dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig,
+                     infinite: bool = True, teacher: "TeacherSide | None" = None) -> ParallelAwareDataloader:
     """The student TrainSpec's dataloader: torchtitan's for a baseline, the alignment's while LET is on."""
     let = getattr(job_config, "let", None)
     if let is None or not let.enable:
         return build_text_dataloader(dp_world_size, dp_rank, tokenizer, job_config, infinite)
-    return token_alignment(job_config).build_dataloader(dp_world_size, dp_rank, tokenizer, job_config, infinite)
-
-
-def build_token_map(job_config: JobConfig, student: torch.nn.Module, student_args: Any) -> TokenMap:
-    return token_alignment(job_config).build_map(job_config, student, student_args)
-
-
-def one_to_one(job_config: JobConfig) -> bool:
-    return token_alignment(job_config).one_to_one
-
-
-def text_dataset(job_config: JobConfig, tokenizer: BaseTokenizer, dataset: str, dataset_path: str | None,
-                 seq_len: int) -> HuggingFaceTextDataset:
-    return token_alignment(job_config).text_dataset(job_config, tokenizer, dataset, dataset_path, seq_len)
+    alignment = token_alignment(job_config)
+    return alignment.build_dataloader(dp_world_size, dp_rank, tokenizer, job_config, infinite, teacher)
 
 
 from .bytes_aligned import Bytes  # noqa: E402  (the options import this module's protocols)
 from .same import Same  # noqa: E402
 
-register_token_alignment("same", Same())
-register_token_alignment("bytes", Bytes())
+register_token_alignment(Same())
+register_token_alignment(Bytes())

@@ -19,10 +19,10 @@ from torchtitan.protocols.train_spec import get_train_spec
 from torchtitan.tools.logging import logger
 
 from ..config import JobConfig, LETConfigError
-from . import Batch
+from . import Batch, TeacherSide
 from .bytes_data import ByteAlignedTextDataset, build_byte_aligned_dataloader
 from .bytes_keys import ByteTokenizer
-from .tokenizers import build_tokenizer, load_tokenizer, teacher_tokenizer, tokenizer_source
+from .tokenizers import student_tokenizer, tokenizer_source
 
 
 class BytesAligned:
@@ -95,6 +95,7 @@ class Bytes:
     """The option: the student's own tokenizer and vocabulary, the byte-aligned dataset, teacher windows of
     let.teacher_seq_len tokens."""
 
+    name = "bytes"
     one_to_one = False
 
     def describe(self, job_config: JobConfig) -> str:
@@ -108,24 +109,22 @@ class Bytes:
                 "dataset is not split between workers; 1 moves the tokenization off the training step)"
             )
 
-    def check_tokenizers(self, job_config: JobConfig) -> None:
+    def check_tokenizers(self, job_config: JobConfig, teacher: TeacherSide, student: BaseTokenizer,
+                         teacher_needed: bool) -> None:
         """Both tokenizers say which bytes each token covers and put only fixed tokens around a document (each a
-        one-line error naming its key otherwise)."""
-        student_folder, student_key = tokenizer_source(job_config)
-        ByteTokenizer.build(load_tokenizer(student_folder, student_key), student_key)
-        ByteTokenizer.build(teacher_tokenizer(job_config), "let.teacher_path")
+        one-line error naming its key otherwise); the student's is its own, so nothing compares them."""
+        ByteTokenizer.build(student, tokenizer_source(job_config, teacher)[1])
+        ByteTokenizer.build(teacher.tokenizer(), "let.teacher_path")
 
-    def check_tokenizer(self, tokenizer: BaseTokenizer, job_config: JobConfig, teacher_needed: bool) -> None:
-        pass  # the student's tokenizer is its own: check_tokenizers has read both
-
-    def student_vocab_size(self, job_config: JobConfig, teacher: dict[str, Any]) -> int:
-        return build_tokenizer(job_config).get_vocab_size()  # a row per id the student's own tokenizer can emit
+    def student_vocab_size(self, job_config: JobConfig, teacher: TeacherSide) -> int:
+        # a row per id the student's own tokenizer can emit
+        return student_tokenizer(job_config, teacher).get_vocab_size()
 
     def teacher_seq_len(self, job_config: JobConfig) -> int:
         return job_config.let.teacher_seq_len or job_config.training.seq_len
 
     def build_dataloader(self, dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig,
-                         infinite: bool) -> ParallelAwareDataloader:
+                         infinite: bool, teacher: TeacherSide) -> ParallelAwareDataloader:
         """The byte-aligned dataset in torchtitan's dataloader."""
         student = get_train_spec(job_config.model.name).model_args[job_config.model.flavor]
         if job_config.training.dataloader.num_workers == 0:
@@ -135,26 +134,28 @@ class Bytes:
             dp_world_size, dp_rank, tokenizer, job_config, infinite,
             # a student with document masking sees one document per segment: its teacher target must come from it too
             same_document=getattr(student, "attn_mask_type", "causal") == "block_causal",
-            **self._teacher_side(job_config),
+            **self._teacher_side(job_config, teacher),
         )
 
-    def _teacher_side(self, job_config: JobConfig) -> dict[str, Any]:
-        """The teacher's side of the windows, one for training and the probes: its tokenizer (from let.teacher_path
-        or the job's copy of it), its window length and whether a window starts with its BOS."""
-        return {"teacher_tokenizer": teacher_tokenizer(job_config), "teacher_len": self.teacher_seq_len(job_config),
-                "teacher_bos": job_config.let.teacher_window_bos}
+    def _teacher_side(self, job_config: JobConfig, teacher: TeacherSide) -> dict[str, Any]:
+        """The teacher's side of the windows, one for training and the probes: its tokenizer, its window length and
+        whether a window starts with its BOS, with the student tokenizer's key for error lines."""
+        return {"teacher_tokenizer": teacher.tokenizer(), "teacher_len": self.teacher_seq_len(job_config),
+                "teacher_bos": job_config.let.teacher_window_bos,
+                "tokenizer_key": tokenizer_source(job_config, teacher)[1]}
 
-    def build_map(self, job_config: JobConfig, student: torch.nn.Module, student_args: Any) -> BytesAligned:
+    def build_map(self, job_config: JobConfig, student: torch.nn.Module, student_args: Any,
+                  teacher: TeacherSide) -> BytesAligned:
         """With flex/varlen attention, the teacher's document masks are built by the student's own torchtitan model
         from the teacher's ids and EOS."""
         if getattr(student_args, "attn_type", "sdpa") == "sdpa":
             return BytesAligned(lambda tokens: None)
-        tokenizer = teacher_tokenizer(job_config)
+        tokenizer = teacher.tokenizer()
         return BytesAligned(lambda tokens: student.get_attention_masks(input_batch=tokens, tokenizer=tokenizer))
 
     def text_dataset(self, job_config: JobConfig, tokenizer: BaseTokenizer, dataset: str, dataset_path: str | None,
-                     seq_len: int) -> ByteAlignedTextDataset:
+                     seq_len: int, teacher: TeacherSide) -> ByteAlignedTextDataset:
         """The windows as training cuts them, teacher side included; pairs across documents (the probes run the
         teacher without document masks)."""
         return ByteAlignedTextDataset(dataset, dataset_path, tokenizer, seq_len, same_document=False,
-                                      **self._teacher_side(job_config))
+                                      **self._teacher_side(job_config, teacher))

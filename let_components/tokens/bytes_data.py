@@ -19,7 +19,6 @@ from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 from torchtitan.tools.logging import logger
 
 from .bytes_keys import ByteTokenizer, KeyedTokens, align_window, document_tokens
-from .tokenizers import tokenizer_source
 
 TEACHER_STATE = "teacher_side"
 """The state_dict key of everything the teacher side buffers; absent while the teacher side is off."""
@@ -222,6 +221,7 @@ def build_byte_aligned_dataloader(
     teacher_len: int,
     same_document: bool,
     teacher_bos: bool = False,
+    tokenizer_key: str = "model.hf_assets_path",
 ) -> ParallelAwareDataloader:
     """torchtitan's build_text_dataloader with ByteAlignedTextDataset (bind the keywords with functools.partial to
     use it as a TrainSpec's build_dataloader_fn)."""
@@ -236,7 +236,7 @@ def build_byte_aligned_dataloader(
         teacher_tokenizer=teacher_tokenizer,
         teacher_len=teacher_len,
         same_document=same_document,
-        tokenizer_key=tokenizer_source(job_config)[1],
+        tokenizer_key=tokenizer_key,
         teacher_key="let.teacher_path",
         teacher_bos=teacher_bos,
     )

@@ -14,8 +14,8 @@ from torchtitan.distributed import ParallelDims
 from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset, build_text_dataloader
 
 from ..config import JobConfig, LETConfigError
-from . import Batch
-from .tokenizers import load_tokenizer, tokenizer_source
+from . import Batch, TeacherSide
+from .tokenizers import tokenizer_source
 
 
 class SameTokens:
@@ -55,6 +55,7 @@ class SameTokens:
 class Same:
     """The option: torchtitan's data pipeline and windows, and the teacher's tokenizer for the student."""
 
+    name = "same"
     one_to_one = True
 
     def describe(self, job_config: JobConfig) -> str:
@@ -67,42 +68,41 @@ class Same:
     def check_config(self, job_config: JobConfig) -> None:
         pass
 
-    def check_tokenizers(self, job_config: JobConfig) -> None:
-        pass
-
-    def check_tokenizer(self, tokenizer: BaseTokenizer, job_config: JobConfig, teacher_needed: bool) -> None:
+    def check_tokenizers(self, job_config: JobConfig, teacher: TeacherSide, student: BaseTokenizer,
+                         teacher_needed: bool) -> None:
         """The student's tokenizer IS the teacher's (read from the teacher folder, so only while it can teach)."""
         if not teacher_needed:
             return
-        let = job_config.let
-        folder, key = tokenizer_source(job_config)
+        folder, key = tokenizer_source(job_config, teacher)
         try:
-            teacher = load_tokenizer(let.teacher_path)
+            teacher_tokenizer = teacher.tokenizer()
         except LETConfigError:
             raise LETConfigError(
-                f"let.teacher_path='{let.teacher_path}': no tokenizer files to compare with {key}; add the "
-                "teacher's tokenizer there"
+                f"let.teacher_path='{teacher.path}': no tokenizer files to compare with {key}; add "
+                "the teacher's tokenizer there"
             ) from None
-        if teacher.get_vocab() != tokenizer.get_vocab():
+        if teacher_tokenizer.get_vocab() != student.get_vocab():
             raise LETConfigError(
-                f"{key}='{folder}': its tokenizer differs from the teacher's at let.teacher_path='{let.teacher_path}' "
-                "(token_alignment = 'same' pairs token positions); use the teacher's tokenizer (leave "
-                "model.hf_assets_path unset), or set let.token_alignment = 'bytes' to keep this one"
+                f"{key}='{folder}': its tokenizer differs from the teacher's at "
+                f"let.teacher_path='{teacher.path}' (token_alignment = 'same' pairs token positions); "
+                "use the teacher's tokenizer (leave model.hf_assets_path unset), or set let.token_alignment = 'bytes' "
+                "to keep this one"
             )
 
-    def student_vocab_size(self, job_config: JobConfig, teacher: dict[str, Any]) -> int:
-        return teacher["vocab_size"]
+    def student_vocab_size(self, job_config: JobConfig, teacher: TeacherSide) -> int:
+        return teacher.text["vocab_size"]
 
     def teacher_seq_len(self, job_config: JobConfig) -> int:
         return job_config.training.seq_len
 
     def build_dataloader(self, dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig,
-                         infinite: bool) -> ParallelAwareDataloader:
+                         infinite: bool, teacher: TeacherSide) -> ParallelAwareDataloader:
         return build_text_dataloader(dp_world_size, dp_rank, tokenizer, job_config, infinite)
 
-    def build_map(self, job_config: JobConfig, student: torch.nn.Module, student_args: Any) -> SameTokens:
+    def build_map(self, job_config: JobConfig, student: torch.nn.Module, student_args: Any,
+                  teacher: TeacherSide) -> SameTokens:
         return SameTokens()
 
     def text_dataset(self, job_config: JobConfig, tokenizer: BaseTokenizer, dataset: str, dataset_path: str | None,
-                     seq_len: int) -> HuggingFaceTextDataset:
+                     seq_len: int, teacher: TeacherSide) -> HuggingFaceTextDataset:
         return HuggingFaceTextDataset(dataset, dataset_path, tokenizer, seq_len)

@@ -1,23 +1,24 @@
 """Tokenizers: from tokenizer.json (HF) or a tiktoken BPE file (Llama 3); the student's, and the teacher's own.
 
 Which one the student trains in is the token alignment's business (same.py: the teacher's; bytes_aligned.py: its
-own). The teacher's tokenizer is read once per process and folder (`teacher_tokenizer`), whoever asks for it: the
-data pipeline, the token map, the stop rule and the teacher's sanity check share it and its byte table.
+own). Where the teacher's comes from is its source's (teacher/source.py), which reads it with `read_tokenizer_once`:
+the data pipeline, the token map, the stop rule and the teacher's sanity check share it and its byte table.
 """
 
 import functools
 import os
-import shutil
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from torchtitan.components.tokenizer import BaseTokenizer, HuggingFaceTokenizer
 from torchtitan.config import JobConfig
 from torchtitan.config.job_config import Model
 
-from ..config import LETConfigError
-from .per_byte import text_byte_lengths
+from ..config import LETConfigError, once
+
+if TYPE_CHECKING:
+    from . import TeacherSide
 
 # Llama 3's pre-tokenisation regex (from its tokenizer.py) and its count of reserved special tokens.
 LLAMA3_PATTERN = (
@@ -29,8 +30,6 @@ TIKTOKEN_FILES = ("tokenizer.model", "original/tokenizer.model")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", *TIKTOKEN_FILES)
 TITAN_DEFAULT_ASSETS = next(f.default for f in fields(Model) if f.name == "hf_assets_path")
 """torchtitan's default model.hf_assets_path: left there, the student's tokenizer is the teacher folder's."""
-TOKENIZER_COPY = "let_teacher_tokenizer"
-"""The teacher's tokenizer files, kept in the dump folder so a run resumed after stop_step needs no teacher folder."""
 
 
 class TiktokenTokenizer(BaseTokenizer):
@@ -96,42 +95,22 @@ def load_tokenizer(folder: str | os.PathLike, key: str = "model.hf_assets_path")
     )
 
 
-def tokenizer_source(job_config: JobConfig) -> tuple[str, str]:
+def tokenizer_source(job_config: JobConfig, teacher: "TeacherSide | None") -> tuple[str, str]:
     """(folder, config key) of the student's tokenizer: an explicit model.hf_assets_path wins; left at torchtitan's
-    default, the teacher folder - or this job's copy of its tokenizer once the teacher folder is gone.
+    default, the teacher's (its folder, or this job's copy once the folder is gone: `teacher.tokenizer_folder`).
 
     Only the tokenizer is redirected: torchtitan keeps model.hf_assets_path for HF checkpoint loading and saving.
     """
-    assets, let = job_config.model.hf_assets_path, getattr(job_config, "let", None)
-    if assets != TITAN_DEFAULT_ASSETS or let is None or not let.teacher_path:
+    assets = job_config.model.hf_assets_path
+    if assets != TITAN_DEFAULT_ASSETS or teacher is None:
         return assets, "model.hf_assets_path"
-    copy = Path(job_config.job.dump_folder) / TOKENIZER_COPY
-    if not has_tokenizer(let.teacher_path) and has_tokenizer(copy):
-        return str(copy), "let.teacher_path (this job's copy)"
-    return let.teacher_path, "let.teacher_path"
+    return teacher.tokenizer_folder()
 
 
-def keep_teacher_tokenizer(teacher_path: str, dump_folder: str) -> None:
-    """Copy the teacher's tokenizer files into the dump folder (the trainer calls it on rank 0)."""
-    copy = Path(dump_folder) / TOKENIZER_COPY
-    for name in TOKENIZER_FILES:
-        if (Path(teacher_path) / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(Path(teacher_path) / name, copy / name)
-
-
-def build_tokenizer(job_config: JobConfig) -> BaseTokenizer:
-    """TrainSpec hook: the tokenizer of `tokenizer_source` (the teacher's, unless model.hf_assets_path says else)."""
-    return load_tokenizer(*tokenizer_source(job_config))
-
-
-def teacher_tokenizer(job_config: JobConfig) -> BaseTokenizer:
-    """The teacher's own tokenizer: from let.teacher_path, or this job's copy once the teacher folder is gone."""
-    teacher_path = job_config.let.teacher_path
-    copy = Path(job_config.job.dump_folder) / TOKENIZER_COPY
-    if not has_tokenizer(teacher_path) and has_tokenizer(copy):
-        return _read_once(str(copy), "let.teacher_path (this job's copy)", _stamp(copy))
-    return _read_once(str(teacher_path), "let.teacher_path", _stamp(teacher_path))
+def student_tokenizer(job_config: JobConfig, teacher: "TeacherSide | None") -> BaseTokenizer:
+    """The student's tokenizer (`tokenizer_source`), read once per job config: the pre-start checks and torchtitan's
+    build_tokenizer_fn get the same object."""
+    return once(job_config, "student_tokenizer", lambda: load_tokenizer(*tokenizer_source(job_config, teacher)))
 
 
 def _stamp(folder: str | os.PathLike) -> tuple:
@@ -140,23 +119,20 @@ def _stamp(folder: str | os.PathLike) -> tuple:
     return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
 
 
+def read_tokenizer_once(folder: str, key: str) -> BaseTokenizer:
+    """load_tokenizer, once per process, folder and file stamp: the teacher's tokenizer (and its byte table, kept
+    on the object) is shared by the data pipeline, the token map, the stop rule and the sanity check."""
+    return _read_once(str(folder), key, _stamp(folder))
+
+
 @functools.cache
 def _read_once(folder: str, key: str, stamp: tuple) -> BaseTokenizer:
     return load_tokenizer(folder, key)
 
 
-def teacher_text_bytes(job_config: JobConfig) -> torch.Tensor | None:
-    """id -> bytes of text per teacher token (per_byte.text_byte_lengths), None where the teacher's tokenizer cannot
-    say them (its loss is then logged per token only)."""
-    try:
-        return torch.from_numpy(text_byte_lengths(teacher_tokenizer(job_config), "let.teacher_path"))
-    except LETConfigError:
-        return None
-
-
-def check_tokenizer_fits(tokenizer: BaseTokenizer, job_config: JobConfig, student_vocab_size: int) -> None:
-    """Every id the student's tokenizer emits indexes the student's embedding."""
-    folder, key = tokenizer_source(job_config)
+def check_tokenizer_fits(tokenizer: BaseTokenizer, source: tuple[str, str], student_vocab_size: int) -> None:
+    """Every id the student's tokenizer (read from `source`: folder, key) emits indexes the student's embedding."""
+    folder, key = source
     if tokenizer.get_vocab_size() > student_vocab_size:
         raise LETConfigError(
             f"{key}='{folder}': tokenizer has {tokenizer.get_vocab_size()} ids but the student has "

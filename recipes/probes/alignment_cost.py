@@ -8,17 +8,17 @@ and reports the extra milliseconds per step and per 1,000 student tokens, and ho
 teacher target and how many lost theirs to let.teacher_seq_len.
 """
 
-import argparse
 import time
 from itertools import islice
 
 import torch
 from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 
-from let_components.tokens import describe, one_to_one, teacher_seq_len, text_dataset
-from let_components.tokens.tokenizers import build_tokenizer
+from let_components.teacher import teacher_source
+from let_components.tokens import token_alignment
+from let_components.tokens.tokenizers import student_tokenizer
 
-from ..common import parse_job_config
+from ..common import parse_probe, probe_parser
 
 
 def timed(dataset, windows: int) -> tuple[float, list]:
@@ -28,19 +28,18 @@ def timed(dataset, windows: int) -> tuple[float, list]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="a train config with let.token_alignment = 'bytes'")
+    parser = probe_parser(__doc__)
     parser.add_argument("--steps", type=int, default=30)
-    args, overrides = parser.parse_known_args()
-    job_config = parse_job_config(args.config, overrides)
-    training = job_config.training
-    if one_to_one(job_config):
-        raise SystemExit(f"--config {args.config}: {describe(job_config)} has no teacher side to time "
+    args, job_config = parse_probe(parser)
+    training, alignment, teacher = job_config.training, token_alignment(job_config), teacher_source(job_config)
+    if alignment.one_to_one:
+        raise SystemExit(f"--config {args.config}: {alignment.describe(job_config)} has no teacher side to time "
                          "(this measures let.token_alignment = 'bytes')")
-    tokenizer = build_tokenizer(job_config)
+    tokenizer = student_tokenizer(job_config, teacher)
     windows = args.steps * training.local_batch_size
     plain = HuggingFaceTextDataset(training.dataset, training.dataset_path, tokenizer, training.seq_len)
-    aligned = text_dataset(job_config, tokenizer, training.dataset, training.dataset_path, training.seq_len)
+    aligned = alignment.text_dataset(job_config, tokenizer, training.dataset, training.dataset_path, training.seq_len,
+                                     teacher)
     plain_s, _ = timed(plain, windows)
     aligned_s, samples = timed(aligned, windows)
     index = torch.stack([x["teacher_index"] for x, _ in samples])
@@ -49,7 +48,7 @@ def main() -> None:
     per_step = lambda seconds: 1000 * seconds / args.steps  # noqa: E731
     tokens = windows * training.seq_len
     print(f"{args.steps} steps x {training.local_batch_size} windows of {training.seq_len} tokens "
-          f"(teacher windows of {teacher_seq_len(job_config)}):")
+          f"(teacher windows of {alignment.teacher_seq_len(job_config)}):")
     print(f"  torchtitan's dataset   {per_step(plain_s):8.1f} ms/step")
     print(f"  byte-aligned dataset   {per_step(aligned_s):8.1f} ms/step  "
           f"(+{per_step(aligned_s - plain_s):.1f} ms/step, "

@@ -30,9 +30,10 @@ import torch
 from torchtitan.components.loss import IGNORE_INDEX
 from torchtitan.components.tokenizer import BaseTokenizer
 
-from let_components.teacher import TeacherOptions, load_teacher
+from let_components.config import LET, valid_choices
+from let_components.teacher import TeacherOptions, TeacherSource, teacher_source
 from let_components.tokens.per_byte import bits_per_byte, lm_loss_sums, text_byte_lengths
-from let_components.tokens.tokenizers import load_tokenizer, tokenizer_source
+from let_components.tokens.tokenizers import load_tokenizer, student_tokenizer, tokenizer_source
 
 from ..common import load_student, parse_job_config
 
@@ -97,19 +98,23 @@ def read_texts(path: Path, documents: int) -> list[str]:
     return texts[:documents] if documents > 0 else texts
 
 
-def teacher_bits_per_byte(folder: str, texts: list[str], window_bytes: int, max_tokens: int) -> dict[str, Any]:
-    teacher = load_teacher(folder, "cpu", torch.float32, TeacherOptions(max_seq_len=max_tokens))
+def teacher_bits_per_byte(folder: str, texts: list[str], window_bytes: int, max_tokens: int,
+                          backend: str = "auto") -> dict[str, Any]:
+    """A teacher folder as a run builds it (its TeacherSource, with `backend` as let.teacher_backend)."""
+    source = TeacherSource(folder, Path(folder), backend)
+    teacher = source.load("cpu", torch.float32, TeacherOptions(max_seq_len=max_tokens))
     result = measure(lambda x: teacher.logits(teacher(x)), load_tokenizer(folder, "--teacher"), "--teacher",
                      texts, window_bytes, max_tokens)
-    return {"model": folder, **result}
+    return {"model": folder, "backend": source.backend, **result}
 
 
 def student_bits_per_byte(config: str, checkpoint: Path, texts: list[str], window_bytes: int, max_tokens: int,
                           overrides: list[str]) -> dict[str, Any]:
     job_config = parse_job_config(config, overrides)
     student = load_student(job_config, checkpoint)
-    folder, key = tokenizer_source(job_config)
-    result = measure(student, load_tokenizer(folder, key), key, texts, window_bytes, max_tokens)
+    teacher = teacher_source(job_config)
+    key = tokenizer_source(job_config, teacher)[1]
+    result = measure(student, student_tokenizer(job_config, teacher), key, texts, window_bytes, max_tokens)
     return {"model": str(checkpoint), **result}
 
 
@@ -120,6 +125,8 @@ def main() -> None:
     model.add_argument("--teacher", help="Hugging Face teacher folder")
     model.add_argument("--checkpoint", type=Path, help="student checkpoint folder (step-N); needs --config")
     parser.add_argument("--config", help="the student's train config (model, flavor, tokenizer)")
+    parser.add_argument("--teacher-backend", choices=valid_choices(LET, "teacher_backend"), default="auto",
+                        help="--teacher: what builds it, as let.teacher_backend (default auto)")
     parser.add_argument("--window-bytes", type=int, default=768,
                         help="bytes of input text per window, the same for every model compared (default 768)")
     parser.add_argument("--max-tokens", type=int, default=256,
@@ -131,7 +138,7 @@ def main() -> None:
         parser.error(f"--window-bytes {args.window_bytes} and --max-tokens {args.max_tokens} must be >= 1")
     texts = read_texts(args.data, args.documents)
     if args.teacher:
-        result = teacher_bits_per_byte(args.teacher, texts, args.window_bytes, args.max_tokens)
+        result = teacher_bits_per_byte(args.teacher, texts, args.window_bytes, args.max_tokens, args.teacher_backend)
     elif not args.config:
         sys.exit("--checkpoint needs --config")
     else:

@@ -5,7 +5,7 @@
 
 A check (every let.caught_up_every steps) runs, on the first let.caught_up_sequences sequences of a micro-batch,
 the teacher's LM head over its final states and the per-byte CE sums of the teacher and the student (the student's
-logits already exist). This builds the run's stop rule (`build_stop_rule`, stop_when forced to caught_up), feeds it
+logits already exist). This builds the run's stop rule as training does (stop_when forced to caught_up), feeds it
 the teacher's final states of random tokens and random student logits of the run's shapes, and times
 `CaughtUp.observe` - the code the training step calls - and the teacher's LM head inside it. `observe` runs once per
 micro-batch, so a check step costs one `observe` per micro-batch of a rank (training.global_batch_size over
@@ -13,20 +13,16 @@ training.local_batch_size x --data-parallel ranks). It prints milliseconds per c
 (x micro-batches / caught_up_every) and the head's FLOPs, from which a GPU's cost is the FLOPs over its matmul rate.
 """
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
-from let_components.stop import build_stop_rule
-from let_components.teacher import TeacherOptions, load_teacher
+from let_components.prestart import check_before_start
 from let_components.teacher.lm import TeacherLM
-from let_components.tokens import teacher_seq_len
-from let_components.tokens.tokenizers import build_tokenizer, teacher_tokenizer
 
-from ..common import parse_job_config
+from ..common import parse_probe, probe_parser, run_teacher
 
 
 def microbatches_per_step(global_batch_size: int, local_batch_size: int, data_parallel: int) -> int:
@@ -47,21 +43,20 @@ def median_ms(work: Callable[[], object], repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="a train config with [let] (teacher_path and shapes)")
+    parser = probe_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--data-parallel", type=int, default=1,
                         help="data-parallel ranks of the run (micro-batches per rank = global / (local x this))")
-    args, overrides = parser.parse_known_args()
-    job_config = parse_job_config(args.config, [*overrides, "--let.stop_when", "caught_up"])
+    args, job_config = parse_probe(parser, overrides=["--let.stop_when", "caught_up"])
     let, training = job_config.let, job_config.training
-    student_tokenizer = build_tokenizer(job_config)
-    rule = build_stop_rule(job_config, 0, student_tokenizer)
-    rows, seq_len, t_len = let.caught_up_sequences, training.seq_len, teacher_seq_len(job_config)
-    teacher = load_teacher(let.teacher_path, "cpu", torch.float32, TeacherOptions(max_seq_len=t_len))
+    startup = check_before_start(job_config)  # the run's pieces as training builds them: the rule, the tokenizers
+    rule, student_tokenizer = startup.stop_rule, startup.student_tokenizer
+    rows, seq_len, t_len = let.caught_up_sequences, training.seq_len, startup.teacher_options.max_seq_len
+    _, teacher = run_teacher(job_config)
     generator = torch.Generator().manual_seed(0)
     random_ids = lambda vocab, length: torch.randint(vocab, (rows, length), generator=generator)  # noqa: E731
-    teacher_vocab, student_vocab = teacher_tokenizer(job_config).get_vocab_size(), student_tokenizer.get_vocab_size()
+    teacher_vocab = startup.teacher.tokenizer().get_vocab_size()
+    student_vocab = student_tokenizer.get_vocab_size()
     with torch.no_grad():
         hidden = teacher(random_ids(teacher_vocab, t_len))
     teacher_lm = TeacherLM(lambda part: teacher.logits(hidden[part]), random_ids(teacher_vocab, t_len),

@@ -37,13 +37,12 @@ import torch
 from torchtitan.components.loss import IGNORE_INDEX
 from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 
-from let_components.teacher import TeacherModel, TeacherOptions, load_teacher
+from let_components.teacher import TeacherModel, teacher_source
 from let_components.terms.alignment import alignment_loss
-from let_components.tokens import describe, one_to_one
+from let_components.tokens import token_alignment
 from let_components.tokens.per_byte import bits_per_byte, lm_loss_sums, text_byte_lengths
-from let_components.tokens.tokenizers import teacher_tokenizer
 
-from ..common import load_student, parse_job_config
+from ..common import load_student, parse_probe, probe_parser, run_teacher
 
 CHUNK = 8
 """Windows per forward and per LM-head pass: bounds the [chunk, seq_len, vocab] logits in memory."""
@@ -154,9 +153,10 @@ def capturing(modules: dict[str, torch.nn.Module]) -> Iterator[dict[str, list[to
 
 
 def check_same_tokenizer(job_config: Any) -> None:
-    if not one_to_one(job_config):
-        raise ValueError(f"{describe(job_config)}: the knowledge probe reads the teacher's head at the student's "
-                         "positions, which needs one tokenizer; valid: let.token_alignment = 'same'")
+    alignment = token_alignment(job_config)
+    if not alignment.one_to_one:
+        raise ValueError(f"{alignment.describe(job_config)}: the knowledge probe reads the teacher's head at the "
+                         "student's positions, which needs one tokenizer; valid: let.token_alignment = 'same'")
 
 
 def forward_states(student: torch.nn.Module, teacher: TeacherModel, student_layer: int, inputs: torch.Tensor,
@@ -193,11 +193,12 @@ def knowledge_probe(job_config: Any, checkpoint: Path, sequences: int, fit_fract
         raise ValueError(f"--fit-fraction {fit_fraction} of --sequences {sequences} leaves {fit} windows to fit and "
                          f"{sequences - fit} to measure; both must be at least 1")
     let = job_config.let
-    tokenizer = teacher_tokenizer(job_config)
+    source = teacher_source(job_config)
+    tokenizer = source.tokenizer()
     byte_lengths = torch.from_numpy(text_byte_lengths(tokenizer, "let.teacher_path"))
     inputs, labels = held_out_windows(job_config, tokenizer, sequences)
     student = load_student(job_config, checkpoint)
-    teacher = load_teacher(let.teacher_path, "cpu", torch.float32, TeacherOptions(max_seq_len=inputs.shape[1]))
+    _, teacher = run_teacher(job_config, max_seq_len=inputs.shape[1], layer=-1)  # its final states, for its own head
     measured_labels = labels.clone()
     measured_labels[:fit] = IGNORE_INDEX  # the student's own loss on the measured windows only
     states, target, student_bpb = forward_states(student, teacher, let.student_layer, inputs, measured_labels,
@@ -210,7 +211,7 @@ def knowledge_probe(job_config: Any, checkpoint: Path, sequences: int, fit_fract
         mapped = student.let_projection(block[fit:]) if student.let_projection is not None else block[fit:]
     cosines = centred_cosine(mapped.flatten(0, 1), target[fit:].flatten(0, 1), let.interpolate_align_corners)
     return {
-        "checkpoint": str(checkpoint), "teacher": let.teacher_path, "student_layer": let.student_layer,
+        "checkpoint": str(checkpoint), "teacher": source.path, "student_layer": let.student_layer,
         "data": str(job_config.validation.dataset_path or job_config.validation.dataset),
         "windows_fit": fit, "windows_measured": sequences - fit, "tokens_measured": labels[fit:].numel(),
         "ridge": ridge,
@@ -225,10 +226,7 @@ def knowledge_probe(job_config: Any, checkpoint: Path, sequences: int, fit_fract
 
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Any]:
     """The tool's arguments, and the run's JobConfig: the TOML plus any config overrides among the arguments."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, type=Path, help="a student DCP folder: DIR/checkpoint/step-N")
-    parser.add_argument("--config", required=True, help="the run's TOML (spec, flavor, validation data, [let])")
-    parser.add_argument("--teacher", help="teacher folder (default: the config's let.teacher_path)")
+    parser = probe_parser(__doc__, checkpoint=True, teacher=True)
     parser.add_argument("--sequences", type=int, default=64, help="first N validation windows (default 64)")
     parser.add_argument("--fit-fraction", type=float, default=0.5,
                         help="share of the windows the map is fitted on; the rest are measured (default 0.5)")
@@ -236,10 +234,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Any]:
                         help="penalty as a fraction of the mean eigenvalue of the states' covariance (default 1e-3)")
     parser.add_argument("--seed", type=int, default=0, help="the chance control's shuffle (default 0)")
     parser.add_argument("--json", type=Path, help="also write the result as JSON here")
-    args, overrides = parser.parse_known_args(argv)
-    if args.teacher:
-        overrides += ["--let.teacher_path", args.teacher]
-    return args, parse_job_config(args.config, overrides)
+    return parse_probe(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ the student width.
 """
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -26,13 +27,11 @@ from typing import Any
 import torch
 from torchtitan.protocols.train_spec import get_train_spec
 
-from let_components.teacher import TeacherOptions, load_teacher
+from let_components.teacher import teacher_source
 from let_components.terms.alignment import alignment_loss
-from let_components.tokens import describe, text_dataset
-from let_components.tokens.bytes_aligned import BytesAligned
-from let_components.tokens.same import SameTokens
+from let_components.tokens import token_alignment
 
-from ..common import load_student, parse_job_config
+from ..common import load_student, parse_probe, probe_parser, run_teacher
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -71,23 +70,23 @@ def validation_windows(job_config: Any, tokenizer: Any):
     """The validation dataset's windows as torchtitan's validator packs them, with whatever the run's token
     alignment adds (the teacher's side when it aligns by bytes)."""
     validation = job_config.validation
-    return text_dataset(job_config, tokenizer, validation.dataset, validation.dataset_path, validation.seq_len)
+    return token_alignment(job_config).text_dataset(job_config, tokenizer, validation.dataset,
+                                                    validation.dataset_path, validation.seq_len,
+                                                    teacher_source(job_config))
 
 
 def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, Any]:
     """CKA(student block k, teacher) and the run's mean cosine on the fixed batch (positions paired by bytes when
     the run aligns by bytes; positions without a teacher token left out)."""
-    let = job_config.let
+    let, alignment = job_config.let, token_alignment(job_config)
     spec = get_train_spec(job_config.model.name)
     inputs, labels, teacher_batch = fixed_batch(job_config, spec.build_tokenizer_fn(job_config), sequences)
-    token_map = SameTokens() if not teacher_batch else BytesAligned(lambda tokens: None)
-    teacher_inputs, _ = token_map.teacher_inputs(inputs, teacher_batch, None)
     student = load_student(job_config, checkpoint)
-    teacher = load_teacher(
-        let.teacher_path, "cpu", torch.float32,
-        TeacherOptions(layer=let.teacher_layer, max_seq_len=teacher_inputs.shape[1],
-                       attn_type=getattr(student.model_args, "attn_type", "sdpa")),
-    )
+    # the run's own map: whatever its token alignment pairs (the probe runs the teacher without document masks)
+    token_map = alignment.build_map(job_config, student, dataclasses.replace(student.model_args, attn_type="sdpa"),
+                                    teacher_source(job_config))
+    teacher_inputs, _ = token_map.teacher_inputs(inputs, teacher_batch, None)
+    _, teacher = run_teacher(job_config, max_seq_len=teacher_inputs.shape[1])
     # a plain hook, not BlockCapture: CKA needs block k's raw state, before the run's projection
     captured: list[torch.Tensor] = []
     handle = student.layers[str(let.student_layer)].register_forward_hook(lambda m, a, out: captured.append(out))
@@ -105,7 +104,7 @@ def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, A
         "checkpoint": str(checkpoint), "student_layer": let.student_layer, "teacher_layer": let.teacher_layer,
         "tokens": int(valid.sum()), "linear_cka": cka, "cosine": cosine,
         "cosine_map": "let_projection" if student.let_projection is not None else "interpolate",
-        "token_alignment": describe(job_config),
+        "token_alignment": alignment.describe(job_config),
     }
 
 
@@ -164,16 +163,10 @@ def summary_plot(runs: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path
 
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Any]:
     """The tool's arguments, and the run's JobConfig: the TOML plus any config overrides among the arguments."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, type=Path, help="a student DCP folder: DIR/checkpoint/step-N")
-    parser.add_argument("--config", required=True, help="the run's TOML (spec, flavor, validation data, [let])")
-    parser.add_argument("--teacher", help="teacher folder (default: the config's let.teacher_path)")
+    parser = probe_parser(__doc__, checkpoint=True, teacher=True)
     parser.add_argument("--sequences", type=int, default=16, help="first N validation sequences (default 16)")
     parser.add_argument("--json", type=Path, help="also write the result as JSON here")
-    args, overrides = parser.parse_known_args(argv)
-    if args.teacher:
-        overrides += ["--let.teacher_path", args.teacher]
-    return args, parse_job_config(args.config, overrides)
+    return parse_probe(parser, argv)
 
 
 def summarize(argv: list[str]) -> str:

@@ -12,8 +12,9 @@ import torch.multiprocessing as mp
 from torch.distributed.device_mesh import init_device_mesh
 
 from let_components.config import LET
-from let_components.record import read_record, recorded_decision, write_record
-from let_components.stop import CaughtUp, FixedStop, teacher_needed
+from let_components.record import RunRecord, read_record, recorded_decision, write_record
+from let_components.stop import CaughtUp, FixedStop
+from let_components.stop.caught_up import recorded_step
 from let_components.tokens.per_byte import bits_per_byte, lm_loss_sums, text_byte_lengths
 from let_components.tokens.tokenizers import load_tokenizer
 from tests.support import ASSETS
@@ -27,7 +28,7 @@ LN2 = math.log(2)
 
 def _rule(tmp_path, **let) -> CaughtUp:
     defaults = dict(stop_when="caught_up", stop_step=100, caught_up_every=10, caught_up_window=3)
-    return CaughtUp(LET(**{**defaults, **let}), str(tmp_path))
+    return CaughtUp(LET(**{**defaults, **let}), RunRecord(tmp_path))
 
 
 def _check(rule: CaughtUp, step: int, student_bpb: float, teacher_bpb: float, n_bytes: float = 1000.0):
@@ -38,7 +39,7 @@ def _check(rule: CaughtUp, step: int, student_bpb: float, teacher_bpb: float, n_
 def test_fixed_stop_is_the_schedule_and_needs_the_teacher_until_stop_step():
     rule = FixedStop(LET(stop_step=4, lambda_0=0.1))
     assert [rule.weight(s) for s in range(1, 7)] == pytest.approx([0.1, 0.075, 0.05, 0.025, 0.0, 0.0])
-    assert rule.teacher_needed(3) and not rule.teacher_needed(4)
+    assert rule.needed_after(3) and not rule.needed_after(4)
 
 
 def test_the_teacher_leaves_once_the_pooled_student_is_at_or_below_the_teacher(tmp_path):
@@ -50,7 +51,7 @@ def test_the_teacher_leaves_once_the_pooled_student_is_at_or_below_the_teacher(t
     assert metrics == pytest.approx({"student_bits_per_byte": 7 / 3, "teacher_bits_per_byte": 2.4})
     assert rule.decided_step == 40
     assert rule.weight(40) == pytest.approx(0.1 * (100 - 39) / 100)  # the deciding step still teaches
-    assert rule.weight(41) == 0.0 and not rule.teacher_needed(40) and rule.teacher_needed(39)
+    assert rule.weight(41) == 0.0 and not rule.needed_after(40) and rule.needed_after(39)
     assert recorded_decision(tmp_path) == {"step": 40, "student_bits_per_byte": pytest.approx(7 / 3),
                                            "teacher_bits_per_byte": pytest.approx(2.4)}
 
@@ -84,7 +85,7 @@ def test_stop_step_stays_the_hard_cap(tmp_path):
     for step in (10, 20):
         _check(rule, step, 5.0, 1.0)  # a teacher never caught
     assert rule.decided_step is None and rule.weight(25) > 0 and rule.weight(26) == 0.0
-    assert not rule.teacher_needed(25)
+    assert not rule.needed_after(25)
 
 
 def test_state_round_trip_reproduces_the_decision(tmp_path):
@@ -108,8 +109,9 @@ def _job(tmp_path, **let) -> SimpleNamespace:
 
 
 def _resumed(job, resume_step: int) -> CaughtUp:
-    """The rule a (re)start builds, without the byte tables a check would measure with."""
-    return CaughtUp(job.let, job.job.dump_folder, decided_step=CaughtUp.recorded_step(job, resume_step))
+    """The rule a (re)start builds (CaughtUpOption.build), without the byte tables a check would measure with."""
+    record = RunRecord(job.job.dump_folder)
+    return CaughtUp(job.let, record, decided_step=recorded_step(record, resume_step))
 
 
 def test_a_checkpoint_from_before_a_recorded_decision_withdraws_it(tmp_path):
@@ -125,19 +127,18 @@ def test_a_checkpoint_from_before_a_recorded_decision_withdraws_it(tmp_path):
     _check(first, 150, 1.0, 2.0)
     assert recorded_decision(tmp_path)["step"] == 150
 
-    assert teacher_needed(job, 100)  # the pre-start answer
     replay = _resumed(job, 100)
-    assert replay.teacher_needed(100)
+    assert replay.needed_after(100)  # the pre-start answer
     replay.load_state_dict(checkpoint_100)
     assert recorded_decision(tmp_path) is None and read_record(tmp_path)["lambda_0"] == 0.1
     for step in range(110, 171, 10):
         _check(replay, step, 3.0, 2.0)  # not caught up this time
     checkpoint_170 = replay.state_dict()
 
-    assert teacher_needed(job, 170)  # before the fix: False, from the stale record, so no check ran
     resumed = _resumed(job, 170)
+    assert resumed.needed_after(170)  # before the fix: False, from the stale record, so no check ran
     resumed.load_state_dict(checkpoint_170)
-    assert resumed.teacher_needed(170) and resumed.weight(171) == pytest.approx(0.1 * (500 - 170) / 500)
+    assert resumed.needed_after(170) and resumed.weight(171) == pytest.approx(0.1 * (500 - 170) / 500)
 
 
 def test_a_checkpoint_holding_a_decision_the_record_lacks_restores_it(tmp_path):
@@ -147,7 +148,7 @@ def test_a_checkpoint_holding_a_decision_the_record_lacks_restores_it(tmp_path):
     rule.load_state_dict(decided.state_dict())
     assert recorded_decision(tmp_path) == {"step": 40, "student_bits_per_byte": pytest.approx(1.0),
                                            "teacher_bits_per_byte": pytest.approx(2.0)}
-    assert not teacher_needed(_job(tmp_path, stop_step=100), 40)
+    assert not _resumed(_job(tmp_path, stop_step=100), 40).needed_after(40)
 
 
 def test_trainer_checks_the_teacher_when_the_checkpoint_still_needs_it(tmp_path, monkeypatch):
@@ -155,21 +156,20 @@ def test_trainer_checks_the_teacher_when_the_checkpoint_still_needs_it(tmp_path,
     says it teaches on: the teacher checks run before the first step."""
     from torchtitan.train import Trainer
 
-    from let_components.teacher import lifetime
+    from let_components import trainer as trainer_module
     from let_components.trainer import LETTrainer
 
     calls = []
     monkeypatch.setattr(Trainer, "load_state_dict", lambda self, state: setattr(self, "step", state["step"]))
-    monkeypatch.setattr(lifetime, "check_teacher", lambda job_config, **kwargs: calls.append(kwargs))
-    monkeypatch.setattr(lifetime.TeacherLifetime, "_prepare", lambda self, needed: calls.append(needed))
+    monkeypatch.setattr(trainer_module, "check_teacher_side",
+                        lambda job_config, startup, needed: calls.append(needed))
     job = _job(tmp_path, stop_step=100, enable=True)
-    teacher = object.__new__(lifetime.TeacherLifetime)
-    teacher.job_config, teacher.attn_type, teacher.checked = job, "sdpa", False  # pre-start: the teacher had left
     trainer = object.__new__(LETTrainer)
-    trainer.teacher, trainer.stop_rule = teacher, CaughtUp(job.let, str(tmp_path), decided_step=20)
+    trainer.job_config, trainer.startup = job, SimpleNamespace(teacher_checked=False)  # pre-start: it had left
+    trainer.stop_rule = CaughtUp(job.let, RunRecord(tmp_path), decided_step=20)
     undecided = _rule(tmp_path).state_dict()
     trainer.load_state_dict({"step": 30, "let_stop_rule": undecided})
-    assert calls == [{"teacher_needed": True, "resuming": True, "attn_type": "sdpa"}, True]
+    assert calls == [True]
     calls.clear()
     trainer.load_state_dict({"step": 30, "let_stop_rule": {"decided_step": 20, "checks": []}})
     assert calls == []  # the checkpoint agrees that the teacher has left: nothing to check
@@ -178,7 +178,8 @@ def test_trainer_checks_the_teacher_when_the_checkpoint_still_needs_it(tmp_path,
 def _rank(rank: int, store: str, decided) -> None:
     dist.init_process_group("gloo", store=dist.FileStore(store, 2), rank=rank, world_size=2)
     parallel_dims = SimpleNamespace(dp_enabled=True, get_mesh=lambda name: init_device_mesh("cpu", (2,)))
-    rule = CaughtUp(LET(stop_when="caught_up", stop_step=100, caught_up_every=1, caught_up_window=1), store + ".run")
+    rule = CaughtUp(LET(stop_when="caught_up", stop_step=100, caught_up_every=1, caught_up_window=1),
+                    RunRecord(store + ".run"))
     for step in range(1, 6):
         # rank 0's student is far ahead from step 2, rank 1's behind until step 4: only the global sums count
         student = (1.0 if step >= 2 else 3.0) if rank == 0 else (3.5 if step < 4 else 2.0)

@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from let_components.config import LETConfigError, LETRuntimeError
-from let_components.teacher import TeacherOptions, check_teacher, keep_teacher_fingerprint, load_teacher
+from let_components.teacher import TeacherOptions, load_teacher, teacher_source
+from let_components.teacher import check_teacher as check_source
 from tests.support import ASSETS
 from tests.support.config import parse_config
 from tests.support.teachers import broken_teacher, rewrite_config
@@ -26,6 +27,12 @@ EXPECTED = {
     "missing shard": "model-00002-of-00002.safetensors is missing (named by model.safetensors.index.json)",
 }
 BEFORE_START = ("truncated safetensors", "invalid json", "shape mismatch", "missing tensor", "missing shard")
+
+
+def check_teacher(job_config, teacher_needed: bool, resuming: bool = False) -> None:
+    """The teacher folder's pre-start checks (prestart.check_teacher_side) for a run of `job_config`."""
+    options = TeacherOptions(layer=job_config.let.teacher_layer, max_seq_len=job_config.training.seq_len)
+    check_source(teacher_source(job_config), options, "training.seq_len", teacher_needed, resuming)
 
 
 def _job_config(teacher, dump_folder, *args: str):
@@ -66,7 +73,7 @@ def test_non_finite_weights_need_reading_so_the_checks_before_start_pass(tmp_pat
 def test_a_resume_with_a_different_teacher_at_the_same_path_is_an_error(tmp_path):
     teacher, out = tmp_path / "teacher", tmp_path / "out"
     shutil.copytree(ASSETS / "teacher_debug", teacher)
-    keep_teacher_fingerprint(str(teacher), str(out))
+    teacher_source(_job_config(teacher, out)).keep(needed=True)
     moved = tmp_path / "moved"
     shutil.copytree(teacher, moved)  # a copy of the same teacher keeps its fingerprint
     shutil.rmtree(teacher)
@@ -88,7 +95,7 @@ def test_a_multimodal_teacher_is_read_by_its_text_settings(tmp_path):
     every reader now takes the text settings from one place (teacher.text_config), defaults filled in."""
     from transformers import AutoModelForCausalLM, Gemma3Config
 
-    from let_components.tokens import student_vocab_size
+    from let_components.tokens import token_alignment
 
     text = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=1, head_dim=16, sliding_window=8)
@@ -103,7 +110,7 @@ def test_a_multimodal_teacher_is_read_by_its_text_settings(tmp_path):
     check_teacher(job_config, teacher_needed=True)
     from let_components.teacher import text_config
 
-    assert student_vocab_size(job_config, text_config(saved)) == 300
+    assert token_alignment(job_config).student_vocab_size(job_config, teacher_source(job_config)) == 300
     assert text_config({"model_type": "gemma3", "text_config": {"hidden_size": 64}})["vocab_size"] == 262_208
     teacher = load_teacher(tmp_path / "gemma3", options=TeacherOptions(max_seq_len=32))
     assert teacher(torch.randint(0, 300, (1, 8))).shape == (1, 8, 64)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from let_components.config import LET, LETConfigError
-from let_components.terms import TERMS, check_term_config
+from let_components.terms import TERMS, term_option
+from let_components.tokens import token_alignment
 from let_components.terms.alignment import AlignmentTerm
 from let_components.terms.distillation import DistillationTerm
 from tests.support.logs import tb_scalars
@@ -76,9 +77,10 @@ def test_distillation_term_sums_kl_and_agreement_by_hand():
 def test_registered_signals_and_one_line_refusal_of_an_unknown_one():
     assert list(TERMS) == ["hidden", "logits"]
     with pytest.raises(LETConfigError, match=r"^let.signal='attention': valid are hidden, logits$"):
-        check_term_config(_job(signal="attention"))
+        term_option(_job(signal="attention"))
     with pytest.raises(LETConfigError, match="let.kd_temperature=0"):
-        check_term_config(_job(signal="logits", kd_temperature=0.0))
+        job = _job(signal="logits", kd_temperature=0.0)
+        term_option(job).check_config(job, token_alignment(job))
 
 
 TOY_TRAIN = '''
@@ -123,7 +125,17 @@ class MeanGap:
         return {"mean_gap": values[0]}
 
 
-register_term("toy", lambda job_config, student, tokenizer, vocab_size: MeanGap(job_config, student))
+class Toy:
+    """The option: no keys of its own, any token alignment."""
+
+    def check_config(self, job_config, alignment):
+        pass
+
+    def build(self, job_config, student, tokenizer, vocab_size, teacher):
+        return MeanGap(job_config, student)
+
+
+register_term("toy", Toy())
 main()
 '''
 

@@ -6,14 +6,9 @@ import pytest
 import torch
 
 from let_components.config import LETConfigError
-from let_components.tokens import check_tokenizer
-from let_components.tokens.tokenizers import (
-    TOKENIZER_COPY,
-    TiktokenTokenizer,
-    keep_teacher_tokenizer,
-    load_tokenizer,
-    tokenizer_source,
-)
+from let_components.teacher import TOKENIZER_COPY, teacher_source
+from let_components.tokens import token_alignment
+from let_components.tokens.tokenizers import TiktokenTokenizer, check_tokenizer_fits, load_tokenizer, tokenizer_source
 from tests.support import ASSETS
 from tests.support.config import parse_config
 from tests.support.tokenizers import QWEN_SPECIAL, save_qwen_tokenizer, save_sentencepiece_tokenizer, save_tiktoken_file
@@ -21,6 +16,14 @@ from tests.support.tokenizers import QWEN_SPECIAL, save_qwen_tokenizer, save_sen
 
 def _job_config(*args: str):
     return parse_config("train_configs/let_debug.toml", *args)
+
+
+def check_tokenizer(tokenizer, job_config, student_vocab_size: int) -> None:
+    """What the pre-start checks ask of the student's tokenizer (prestart.check_teacher_side): every id has an
+    embedding row, and it is the one the token alignment trains in."""
+    teacher = teacher_source(job_config)
+    check_tokenizer_fits(tokenizer, tokenizer_source(job_config, teacher), student_vocab_size)
+    token_alignment(job_config).check_tokenizers(job_config, teacher, tokenizer, teacher_needed=True)
 
 
 def test_project_tokenizer_has_distinct_bos_and_eos():
@@ -92,13 +95,13 @@ def test_qwen_style_tokenizer_json_loads_with_eos_and_no_bos(tmp_path):
 def test_tokenizer_comes_from_the_teacher_unless_hf_assets_path_is_set(tmp_path):
     teacher = ASSETS / "teacher_debug"
     job_config = _job_config("--let.teacher_path", str(teacher), "--job.dump_folder", str(tmp_path / "job"))
-    assert tokenizer_source(job_config) == (str(teacher), "let.teacher_path")
+    assert tokenizer_source(job_config, teacher_source(job_config)) == (str(teacher), "let.teacher_path")
     explicit = _job_config("--let.teacher_path", str(teacher), "--model.hf_assets_path", str(ASSETS / "tokenizer"))
-    assert tokenizer_source(explicit) == (str(ASSETS / "tokenizer"), "model.hf_assets_path")
+    assert tokenizer_source(explicit, teacher_source(explicit)) == (str(ASSETS / "tokenizer"), "model.hf_assets_path")
     # a job resumed after stop_step whose teacher folder is gone reads the copy it kept
-    keep_teacher_tokenizer(str(teacher), str(tmp_path / "job"))
+    teacher_source(job_config).keep(needed=False)
     gone = _job_config("--let.teacher_path", str(tmp_path / "gone"), "--job.dump_folder", str(tmp_path / "job"))
-    folder, key = tokenizer_source(gone)
+    folder, key = tokenizer_source(gone, teacher_source(gone))
     assert (folder, key) == (str(tmp_path / "job" / TOKENIZER_COPY), "let.teacher_path (this job's copy)")
     assert load_tokenizer(folder).get_vocab() == load_tokenizer(teacher).get_vocab()
 
@@ -107,16 +110,18 @@ def test_tokenizer_comes_from_the_teacher_unless_hf_assets_path_is_set(tmp_path)
 def test_a_probe_reads_the_teacher_windows_the_run_trained_on(tmp_path, window_bos):
     """tokens.text_dataset (what the probes read, e.g. recipes.probes.similarity) gives the byte-aligned windows of
     the training dataloader, teacher BOS included or not as let.teacher_window_bos says (a Gemma-style teacher)."""
-    from let_components.tokens import build_dataloader, text_dataset
+    from let_components.tokens import build_dataloader
 
     teacher = save_sentencepiece_tokenizer(tmp_path / "teacher", style="gemma")
     job_config = _job_config("--let.token_alignment", "bytes", "--let.teacher_path", str(teacher),
                              "--job.dump_folder", str(tmp_path / "run"),
                              *(() if window_bos else ("--let.no-teacher_window_bos",)))
     student = load_tokenizer(ASSETS / "teacher_debug")
-    training = build_dataloader(1, 0, student, job_config, infinite=False).dataset
-    probe = text_dataset(job_config, student, job_config.training.dataset, job_config.training.dataset_path,
-                         job_config.training.seq_len)
+    teacher_side = teacher_source(job_config)
+    training = build_dataloader(1, 0, student, job_config, infinite=False, teacher=teacher_side).dataset
+    probe = token_alignment(job_config).text_dataset(job_config, student, job_config.training.dataset,
+                                                     job_config.training.dataset_path, job_config.training.seq_len,
+                                                     teacher_side)
     bos, starts = load_tokenizer(teacher).bos_id, []
     for (want, _), (got, _) in islice(zip(training, probe, strict=False), 8):
         assert want.keys() == got.keys() and all(torch.equal(want[key], got[key]) for key in want)

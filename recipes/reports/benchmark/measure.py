@@ -234,11 +234,14 @@ def time_teacher(job_config, iters: int = 20, warmup: int = 3) -> TeacherTiming:
     The teacher is built by the trainer's own `build_teacher` (dtype and compile policy). GPU time is read with CUDA
     events (the host returns before the kernels finish); CPU time with perf_counter.
     """
-    from let_components.teacher import build_teacher, teacher_compiled
+    from let_components.teacher import TeacherOptions, build_teacher, teacher_compiled, teacher_source
+    from let_components.tokens import token_alignment
 
     training = job_config.training
     device = torch.device("cpu") if platform.on_cpu() else torch.accelerator.current_accelerator()
-    forward = build_teacher(job_config, device)
+    options = TeacherOptions(layer=job_config.let.teacher_layer,
+                             max_seq_len=token_alignment(job_config).teacher_seq_len(job_config))
+    forward = build_teacher(job_config, teacher_source(job_config), options, device)
     teacher = getattr(forward, "_orig_mod", forward)
     dtype = next(teacher.parameters()).dtype
     tokens = torch.randint(0, teacher.vocab_size, (training.local_batch_size, training.seq_len), device=device)

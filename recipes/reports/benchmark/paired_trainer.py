@@ -101,6 +101,12 @@ class KeptStopRule:
     def weight(self, step: int) -> float:
         return self.rule.weight(1)
 
+    def teaches(self, step: int) -> bool:
+        return True
+
+    def needed_after(self, step: int) -> bool:
+        return True
+
     def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: Any) -> None:
         if self.checking:
             self.rule.observe(step, pred, labels, teacher)
@@ -183,11 +189,11 @@ class PairedTrainer(LETTrainer):
         self.arm = ARMS[self.plan.arms[self.plan.blocks[self.plan.block_of(self.step)]]]
         self.clock.start(self.step)
         if self.arm.teaching:
-            self.teacher.keep(True, self.step)  # loads it at the first teaching step; never released here
+            self.teacher.load(self.step)  # at the first teaching step; never released here
             self._wire(self.arm)
             super().train_step(data_iterator)
         else:
-            self.weight = 0.0
+            self.teaching, self.weight = False, 0.0
             Trainer.train_step(self, data_iterator)  # torchtitan's step, as LETTrainer runs it once lambda is 0
         self.clock.stop(self.step)
         if self.step == self.plan.steps and int(os.environ.get("RANK", "0")) == 0:
