@@ -119,7 +119,7 @@ class LET:
 
     kd_chunk_tokens: int = 512
     """signal = "logits": tokens per chunk of the KL; its float32 working set is about 8 chunk x vocab tensors
-    (at 1.4B, 8k tokens per micro-batch: 0.75 GiB, half the float32 copy of the logits that CE holds)."""
+    (docs/signals.md: what each costs)."""
 
 
 @dataclass

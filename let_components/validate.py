@@ -4,8 +4,7 @@ Why: with `validation.steps` set, torchtitan's Validator reads an infinite (re-l
 evaluation continues where the previous one stopped (it reads `steps + 1` batches: its loop fetches one more before
 it breaks). Which text the evaluation at step s sees therefore depends on how many evaluations came before, and the
 stream's position is not in the checkpoint: a resumed run starts the stream again and evaluates other text than the
-uninterrupted run did at the same steps. Measured on the replication setup (same weights at step 325, the study's
-`let_stop250_s0` resumed from step 300): 5.0481 against 5.0781, as large as the effects the runs compare.
+uninterrupted run did at the same steps, a difference as large as the effects the runs compare (docs/robustness.md).
 
 ResumableValidator replays, on its first call, the data reads (no forward) of the evaluations an uninterrupted run
 made before that step, so every run - fresh or resumed - evaluates the same windows at the same steps. Runs with

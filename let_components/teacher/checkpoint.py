@@ -153,7 +153,7 @@ def teacher_fingerprint(path: str | os.PathLike) -> dict[str, str]:
     """file name -> size and sha256 of config.json and of each weight file.
 
     The whole content, not the header: another checkpoint of the same architecture has the same header, and a
-    fine-tune may change only some tensors. A copied or moved folder keeps it (no mtimes). About 1 s per GB.
+    fine-tune may change only some tensors. A copied or moved folder keeps it (no mtimes).
     """
     fingerprint = {}
     for file in [Path(path) / "config.json", *weight_files(path)]:

@@ -26,8 +26,7 @@ def interpolate_width(hidden: torch.Tensor, width: int, align_corners: bool = Tr
     """The paper's parameter-free map: each hidden vector linearly resampled to `width` entries.
 
     align_corners=True maps entry 0 to entry 0 and the last to the last; False is F.interpolate's default (entries
-    as the centres of equal cells). The paper does not say which; they give different targets (for 576 -> 2048
-    the two interpolations of one vector have a mean cosine of 0.944).
+    as the centres of equal cells). The paper does not say which; they give different targets (docs/choosing.md).
     """
     if hidden.shape[-1] == width:
         return hidden

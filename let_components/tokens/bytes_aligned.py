@@ -70,6 +70,9 @@ class BytesAligned:
         return teacher_labels.masked_fill(no_label, IGNORE_INDEX)
 
     def to_student(self, target: torch.Tensor, teacher_batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # teacher_index[j] is the causal pairing (bytes_keys.align_window): the teacher position whose token ends last
+        # at or before student token j ends, so the target never carries text the student has not read yet; -1 (no
+        # such token) gathers position 0, which `valid` leaves out of every sum
         index = teacher_batch["teacher_index"].clamp(min=0)
         return target.gather(1, index[..., None].expand(-1, -1, target.shape[-1]))
 

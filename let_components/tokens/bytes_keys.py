@@ -243,6 +243,10 @@ def document_tokens(tokenizer: ByteTokenizer, text: str, doc: int, base: int) ->
     # a text token that stands for no byte sorts around the tokens that meet where it is (module docstring), so
     # identical tokenizers still pair position j with position j
     empty = spans.end == spans.start
+    # 4 keys per byte so that one order sorts every kind of token of both tokenizers: BOS (+0) before any text of its
+    # document, text tokens at +2, an empty token straddling +2 (+1 .. +3) so it neither starts a window that begins
+    # at its byte nor counts as read by a token that ends there, EOS (+3) after the last text byte; documents are
+    # one byte apart (base), so EOS of d < BOS of d + 1 whatever the tokenizers do at the seam
     start = (base + spans.start) * KEYS_PER_BYTE + TEXT_KEY - empty
     end = (base + spans.end) * KEYS_PER_BYTE + TEXT_KEY + empty
     start[:p] = end[:p] = base * KEYS_PER_BYTE + BOS_KEY
@@ -292,6 +296,8 @@ def align_window(
     stop = max(first, int(np.searchsorted(teacher.end, student.end[-1], side="right")))
     kept = min(stop - first, teacher_len - h)
     teacher_input[h:h + kept] = teacher.ids[first:first + kept]
+    # the causal pairing: the LAST teacher token that ends at or before student token j ends, so the teacher's state
+    # at it has read no byte beyond what the student has read at j (a later one would leak the student's future)
     last = np.searchsorted(teacher.end, student.end, side="right") - 1
     safe = np.maximum(last, 0)
     has_target = (last >= first) & student.valid & teacher.valid[safe]

@@ -139,7 +139,7 @@ def test_a_native_run_never_imports_transformers():
 
 
 
-def _saved(folder, model_type: str, **config) -> "Path":
+def _saved(folder, model_type: str, **config):
     """A tiny random causal LM of `model_type`, saved by transformers."""
     from transformers import AutoConfig, AutoModelForCausalLM
 

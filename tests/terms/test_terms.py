@@ -11,9 +11,9 @@ from torch import nn
 
 from let_components.config import LET, LETConfigError
 from let_components.terms import TERMS, term_option
-from let_components.tokens import token_alignment
 from let_components.terms.alignment import AlignmentTerm
 from let_components.terms.distillation import DistillationTerm
+from let_components.tokens import token_alignment
 from tests.support.logs import tb_scalars
 from tests.support.runs import SHORT_RUN, TINY_BATCH, train_ok
 

@@ -18,7 +18,8 @@ def _microbatch(teacher_index: list[list[int]], labels: list[list[int]], lost: l
     index = torch.tensor(teacher_index)
     inputs = {"input": torch.zeros_like(index), "teacher_index": index, "teacher_lost": torch.tensor(lost),
               "teacher_input": torch.zeros(index.shape[0], 5, dtype=torch.long),
-              "teacher_length": torch.full((index.shape[0],), 5), "teacher_head": torch.zeros(index.shape[0], dtype=torch.long)}
+              "teacher_length": torch.full((index.shape[0],), 5),
+              "teacher_head": torch.zeros(index.shape[0], dtype=torch.long)}
     return inputs, torch.tensor(labels)
 
 
