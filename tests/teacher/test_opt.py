@@ -6,7 +6,12 @@ from transformers import OPTConfig, OPTForCausalLM
 
 from let_components.config import LETConfigError
 from let_components.teacher import TeacherOptions, load_teacher
-from tests.support.teachers import assert_final_state_matches
+from tests.support.teachers import (
+    assert_every_layer_matches,
+    assert_final_state_matches,
+    assert_frozen,
+    randomize_weights,
+)
 
 N_LAYERS, SEQ_LEN, MAX_POSITIONS = 3, 24, 32
 
@@ -19,22 +24,13 @@ CASES = {
 }
 
 
-def _randomize(model: torch.nn.Module) -> None:
-    """Non-trivial norms, biases and positions, so a swapped or dropped tensor shows up."""
-    for name, param in model.named_parameters():
-        if "layer_norm" in name:
-            param.data = (1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn_like(param)
-        else:
-            param.data = 0.1 * torch.randn_like(param)
-
-
 def make_checkpoint(path, **overrides) -> OPTForCausalLM:
     """Saves a tiny OPTForCausalLM (LM head tied to the embedding, as OPT ships) to `path`; returns it in eval."""
     torch.manual_seed(0)
     kwargs = dict(vocab_size=200, hidden_size=48, num_hidden_layers=N_LAYERS, num_attention_heads=4, ffn_dim=96,
                   max_position_embeddings=MAX_POSITIONS, word_embed_proj_dim=48)
     model = OPTForCausalLM(OPTConfig(**{**kwargs, **overrides}))
-    _randomize(model)
+    randomize_weights(model)
     model.save_pretrained(path)
     return model.eval()
 
@@ -62,22 +58,11 @@ def test_final_hidden_state_and_logits_match_transformers(tmp_path, case):
 def test_intermediate_layers_match_transformers(tmp_path, case):
     """layer i = output of block i = hidden_states[i + 1] (the last block's own output via a hook)."""
     model = make_checkpoint(tmp_path, **CASES[case])
-    tokens = _tokens()
-    outputs = {}
-    hooks = [block.register_forward_hook(lambda m, a, out, i=i: outputs.__setitem__(i, out))
-             for i, block in enumerate(model.model.decoder.layers)]
-    with torch.no_grad():
-        ref = model(tokens, output_hidden_states=True)
-        for hook in hooks:
-            hook.remove()
-        for layer in range(N_LAYERS):
-            teacher = _teacher(tmp_path, layer)
-            assert len(teacher.layers) == layer + 1 and teacher.norm is None and teacher.project_out is None
-            hidden = teacher(tokens)
-            assert hidden.shape[-1] == teacher.hidden_size == 48
-            torch.testing.assert_close(hidden, outputs[layer], atol=1e-4, rtol=0)
-            if layer < N_LAYERS - 1:
-                torch.testing.assert_close(hidden, ref.hidden_states[layer + 1], atol=1e-4, rtol=0)
+    teachers = [_teacher(tmp_path, layer) for layer in range(N_LAYERS)]
+    assert all(len(teacher.layers) == i + 1 and teacher.norm is None and teacher.project_out is None
+               for i, teacher in enumerate(teachers))
+    hiddens = assert_every_layer_matches(model, model.model.decoder.layers, teachers, _tokens())
+    assert all(hidden.shape[-1] == teacher.hidden_size == 48 for hidden, teacher in zip(hiddens, teachers, strict=True))
 
 
 def test_learned_positions_limit(tmp_path):
@@ -100,7 +85,4 @@ def test_unsupported_activation_is_refused(tmp_path):
 
 def test_teacher_is_frozen(tmp_path):
     make_checkpoint(tmp_path)
-    teacher = _teacher(tmp_path)
-    assert not teacher.training
-    assert all(not p.requires_grad for p in teacher.parameters())
-    assert teacher(_tokens()).requires_grad is False
+    assert_frozen(_teacher(tmp_path), _tokens())

@@ -34,6 +34,7 @@ from .paired_stats import (
     round_times,
     t_quantile,
 )
+from .report import write_report
 
 # no validation, checkpoint, logging or garbage collection inside the measured steps (step 1 logs; it is warm-up)
 PAIRED_ARGS = ("--validation.no-enable", "--checkpoint.no-enable", "--metrics.log_freq", "1000000",
@@ -215,9 +216,4 @@ def _tables(analysis: dict[str, Any], arms: list[str], tokens_per_step: int) -> 
 
 def write_paired(report: dict[str, Any], out: str | Path) -> str:
     """paired.json + paired.md in `out`; returns the Markdown."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "paired.json").write_text(json.dumps(report, indent=2))
-    markdown = format_paired(report)
-    (out / "paired.md").write_text(markdown)
-    return markdown
+    return write_report(report, out, "paired", format_paired)

@@ -1,19 +1,24 @@
 """The benchmark's report: benchmark.json, its Markdown table and the combined summary of several checks."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .measure import CONFIGS, PHASES
 
 
-def write_report(report: dict[str, Any], out: str | Path) -> str:
-    """benchmark.json + benchmark.md in `out`; returns the Markdown."""
+def write_report(
+    report: dict[str, Any], out: str | Path, name: str = "benchmark",
+    to_markdown: Callable[[dict[str, Any]], str] | None = None,
+) -> str:
+    """<name>.json + <name>.md in `out`; returns the Markdown. to_markdown: the report's table (default: the
+    side-by-side benchmark's, format_markdown; paired.py passes its own)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "benchmark.json").write_text(json.dumps(report, indent=2))
-    markdown = format_markdown(report)
-    (out / "benchmark.md").write_text(markdown)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2))
+    markdown = (to_markdown or format_markdown)(report)
+    (out / f"{name}.md").write_text(markdown)
     return markdown
 
 

