@@ -1,63 +1,80 @@
 """Datasets for torchtitan's text dataloader: the bundled sample corpus, any local files, and The Pile.
 
-Entries are added to torchtitan's own DATASETS table, so `training.dataset` / `validation.dataset` pick
-them and torchtitan's tokenising, packing, sharding and checkpointing apply unchanged.
+Entries are added to torchtitan's own DATASETS table, so `training.dataset` / `validation.dataset` pick them and
+torchtitan's tokenising, packing, sharding and checkpointing apply unchanged. Local files and The Pile stream (an
+IterableDataset, one shard per file: a data-parallel rank reads only its own files when their count divides among
+the ranks); the bundled sample corpus stays map-style, so its windows on 1 and 2 ranks are those the pinned debug
+runs were measured with. files.py reads the files, dataloader.py is the dataloader both token alignments use.
 """
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, load_dataset
+from datasets import Dataset, IterableDataset, load_dataset
 from torchtitan.hf_datasets import DatasetConfig
 from torchtitan.hf_datasets.text_datasets import DATASETS
 
-from .config import LETConfigError
+from .files import DataError, data_files, documents, kind_of
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["DataError", "load_local_files", "load_pile", "register"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_CORPUS = REPO_ROOT / "assets" / "sample_corpus"
 
-# extension -> datasets' builder name
-_BUILDERS = {".json": "json", ".jsonl": "json", ".txt": "text", ".parquet": "parquet"}
+PILE = "monology/pile-uncopyrighted"
+PILE_FILES = {"train": "train/*.jsonl.zst", "validation": "val.jsonl.zst", "test": "test.jsonl.zst"}
+"""The Pile's own layout, on the hub and in a local copy. Named explicitly: from a `train/` folder beside root-level
+files datasets infers a train split only."""
 
 
-def load_local_files(path: str) -> Dataset:
-    """A file, a folder of files or a glob of json/jsonl/txt/parquet; each record's "text" is one document.
+def load_local_files(path: str, streaming: bool = True, key: str = "dataset_path") -> Dataset | IterableDataset:
+    """A file, a folder of files or a glob of .jsonl.zst/.jsonl.gz/.jsonl/.json/.txt/.parquet; each record's "text"
+    is one document (a txt file: one per line).
 
-    txt files are read one document per line (datasets' "text" builder).
+    streaming: read as the iteration goes, one shard per file, and nothing written to disk; False: datasets'
+    map-style Dataset (an Arrow copy of every file in the cache, on every rank), what the bundled sample corpus keeps.
+    key: the config key that set the path, for errors.
     """
-    target = Path(path)
-    files = sorted(target.glob("*")) if target.is_dir() else sorted(Path().glob(path)) if "*" in path else [target]
-    files = [f for f in files if f.suffix in _BUILDERS]
-    if not files:
-        raise LETConfigError(
-            f"training.dataset_path='{path}': no {'/'.join(sorted(_BUILDERS))} files there"
-        )
-    builders = {_BUILDERS[f.suffix] for f in files}
-    if len(builders) > 1:
-        raise LETConfigError(f"training.dataset_path='{path}': mixes file types {sorted(builders)}; use one type")
-    return load_dataset(builders.pop(), data_files=[str(f) for f in files], split="train")
+    files = data_files(path, key)
+    if streaming:
+        return IterableDataset.from_generator(documents, gen_kwargs={"files": [str(f) for f in files]})
+    return load_dataset(kind_of(files[0]), data_files=[str(f) for f in files], split="train")
+
+
+def load_pile(path: str, split: str, key: str) -> IterableDataset:
+    """The Pile streamed: from the hub (an id such as monology/pile-uncopyrighted), or from a local copy in the same
+    layout (a folder with train/00.jsonl.zst ..., val.jsonl.zst, test.jsonl.zst; a split's file or folder itself
+    will do), read as local files."""
+    local = Path(path).expanduser()
+    if local.exists() or path.startswith(("/", ".", "~")):
+        split_path = local / PILE_FILES[split].removesuffix("/*.jsonl.zst")
+        return load_local_files(str(split_path if split_path.exists() else local), key=key)
+    # datasets reads the hub's .zst files through fsspec, which needs the zstandard package (a dependency)
+    return load_dataset(path, data_files=PILE_FILES, split=split, streaming=True)
 
 
 def _text(sample: dict[str, Any]) -> str:
     return sample["text"]
 
 
-def _pile(split: str):
-    def load(path: str):
-        return load_dataset(path, split=split, streaming=True)
-
-    return load
+def _entry(path: str, loader: Any) -> DatasetConfig:
+    return DatasetConfig(path, loader, _text)
 
 
 LET_DATASETS = {
-    "sample_corpus": DatasetConfig(str(SAMPLE_CORPUS / "train.jsonl"), load_local_files, _text),
-    "sample_corpus_validation": DatasetConfig(str(SAMPLE_CORPUS / "validation.jsonl"), load_local_files, _text),
-    # set training.dataset_path (and validation.dataset_path) to your files
-    "local_files": DatasetConfig("", load_local_files, _text),
-    # The Pile without copyrighted subsets, streamed from the Hugging Face hub; point dataset_path at a local
-    # copy (a folder of jsonl/parquet files) with dataset = "local_files" for offline clusters.
-    "pile": DatasetConfig("monology/pile-uncopyrighted", _pile("train"), _text),
-    "pile_validation": DatasetConfig("monology/pile-uncopyrighted", _pile("validation"), _text),
+    # map-style: streamed, one file would be cut among 2 ranks by every 2nd document instead of in two halves,
+    # and the pinned debug runs' windows would change
+    "sample_corpus": _entry(str(SAMPLE_CORPUS / "train.jsonl"),
+                            partial(load_local_files, streaming=False, key="training.dataset_path")),
+    "sample_corpus_validation": _entry(str(SAMPLE_CORPUS / "validation.jsonl"),
+                                       partial(load_local_files, streaming=False, key="validation.dataset_path")),
+    # set training.dataset_path (and validation.dataset_path) to your files; one entry serves both keys
+    "local_files": _entry("", partial(load_local_files, key="training/validation.dataset_path")),
+    # The Pile without copyrighted subsets, streamed from the Hugging Face hub; a local copy in the same layout
+    # when dataset_path points at it (docs/running.md#data)
+    "pile": _entry(PILE, partial(load_pile, split="train", key="training.dataset_path")),
+    "pile_validation": _entry(PILE, partial(load_pile, split="validation", key="validation.dataset_path")),
 }
 
 
