@@ -15,9 +15,10 @@ import torch
 from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.distributed import ParallelDims
-from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset, build_text_dataloader
+from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 
 from ..config import JobConfig, registered
+from ..data.dataloader import build_text_dataloader
 from .tokenizers import check_tokenizer_fits
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
@@ -155,7 +156,8 @@ def teacher_seq_len(job_config: JobConfig) -> int:
 def build_dataloader(
     dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig, infinite: bool = True
 ) -> ParallelAwareDataloader:
-    """The student TrainSpec's dataloader: torchtitan's for a baseline, the alignment's while LET is on."""
+    """The student TrainSpec's dataloader: torchtitan's text dataloader for a baseline, the alignment's while LET is
+    on; both in data.dataloader.TextDataloader."""
     let = getattr(job_config, "let", None)
     if let is None or not let.enable:
         return build_text_dataloader(dp_world_size, dp_rank, tokenizer, job_config, infinite)
