@@ -144,6 +144,19 @@ def _record_text(file: str, line: int, raw: bytes | object) -> str:
     return text
 
 
+def json_records(file: str | Path) -> Iterator[tuple[bytes, str]]:
+    """(the line as read, its "text") for every record of a JSON-lines file (blank lines skipped); a file that
+    cannot be read to its end or a bad record raises DataError naming the file and line."""
+    line = 0
+    try:
+        for raw in raw_lines(file):
+            line += 1
+            if raw.strip():
+                yield raw, _record_text(str(file), line, raw)
+    except (OSError, EOFError, zstandard.ZstdError) as error:  # reading, not parsing: the line not yet whole
+        raise _unreadable(str(file), line + 1, error) from error
+
+
 def _json(file: str) -> Iterator[dict[str, str]]:
     """One record per line; a plain .json file may instead hold one JSON array of records (what datasets' json
     builder reads without a `field`)."""
@@ -155,14 +168,8 @@ def _json(file: str) -> Iterator[dict[str, str]]:
         for index, record in enumerate(records, 1):
             yield {"text": _record_text(file, index, record)}
         return
-    line = 0
-    try:
-        for raw in raw_lines(file):
-            line += 1
-            if raw.strip():
-                yield {"text": _record_text(file, line, raw)}
-    except (OSError, EOFError, zstandard.ZstdError) as error:  # reading, not parsing: the line not yet whole
-        raise _unreadable(file, line + 1, error) from error
+    for _, text in json_records(file):
+        yield {"text": text}
 
 
 def _starts_an_array(file: str) -> bool:
