@@ -22,8 +22,8 @@ json, records with a "text" string, one per line (a .json file may also hold one
 document per line; parquet, a "text" column."""
 
 CHUNK = 1 << 20
-# The Pile's own .zst files were written with long-distance matching; zstandard refuses windows above 128 MiB unless
-# told, and a larger limit costs nothing for files that do not need it
+# files written with `zstd --long=31` need windows above zstandard's default limit (128 MiB); the limit only allows,
+# a file that does not need it costs nothing more
 MAX_ZSTD_WINDOW = 1 << 31
 
 
