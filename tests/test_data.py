@@ -127,8 +127,10 @@ def test_a_local_pile_copy_streams_through_the_pile_entries(tmp_path, tokenizer,
     assert [row["text"] for row in held_out._data] == validation
     batch, labels = next(iter(training))
     assert batch["input"].shape == (32,) and (batch["input"][1:] == labels[:-1]).all()
-    # the split's own file or folder will do as well
+    # the split's own file or folder will do as well; a local path that is not there is not asked of the hub
     assert [row["text"] for row in data.load_pile(str(root / "val.jsonl.zst"), "validation", "k")] == validation
+    with pytest.raises(LETConfigError, match=f"training.dataset_path='{tmp_path}/gone': no such file or folder"):
+        HuggingFaceTextDataset("pile", str(tmp_path / "gone"), tokenizer, seq_len=32)
 
 
 def test_the_pile_names_its_split_files_since_datasets_infers_train_only(tmp_path, monkeypatch):
