@@ -28,7 +28,7 @@ from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 
 from let_components.data import SAMPLE_CORPUS
 from let_components.data.files import data_files, documents
-from let_components.tokens import describe, one_to_one, text_dataset
+from let_components.tokens import token_alignment
 from let_components.tokens.tokenizers import build_tokenizer
 
 from ..common import parse_job_config
@@ -55,14 +55,14 @@ def measure(job_config, data: str, seconds: float) -> dict[str, float]:
     """Rates of the three stages over `data` (student tokens/s for 2 and 3)."""
     files = [str(f) for f in data_files(data, "--data")]
     seq_len = job_config.training.seq_len
-    tokenizer = build_tokenizer(job_config)
+    tokenizer, alignment = build_tokenizer(job_config), token_alignment(job_config)
     elapsed, text_bytes = timed(documents(files), seconds, lambda d: len(d["text"].encode()))
     rates = {"text MB/s": text_bytes / elapsed / 1e6}
     student = HuggingFaceTextDataset("local_files", data, tokenizer, seq_len)
     elapsed, tokens = timed(student, seconds, lambda window: seq_len)
     rates["student tokens/s"] = tokens / elapsed
-    if not one_to_one(job_config):
-        aligned = text_dataset(job_config, tokenizer, "local_files", data, seq_len)
+    if not alignment.one_to_one:
+        aligned = alignment.text_dataset(job_config, tokenizer, "local_files", data, seq_len)
         elapsed, tokens = timed(aligned, seconds, lambda window: seq_len)
         rates["student tokens/s with the teacher side"] = tokens / elapsed
     return rates
@@ -95,15 +95,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data or str(miniature(Path(scratch)))
         rates = measure(job_config, data, args.seconds)
-    source = args.data or "the sample corpus as .jsonl.zst"
-    print(f"{args.config} ({describe(job_config)}), seq_len {job_config.training.seq_len}, {source}; one process:")
+    source, alignment = args.data or "the sample corpus as .jsonl.zst", token_alignment(job_config)
+    print(f"{args.config} ({alignment.describe(job_config)}), seq_len {job_config.training.seq_len}, {source}; "
+          "one process:")
     print(f"  decompress + parse         {rates['text MB/s']:10.1f} MB of text/s")
     for stage, rate in rates.items():
         if stage != "text MB/s":
             print(f"  {stage:38s} {rate:12,.0f}")
     print(f"at {args.consume:,.0f} student tokens/s per GPU, "
           + workers_line(min(v for k, v in rates.items() if k != "text MB/s"), args.consume,
-                         not one_to_one(job_config)))
+                         not alignment.one_to_one))
     if args.json:
         args.json.write_text(json.dumps({"config": args.config, "data": args.data, **rates}, indent=2))
     return rates
