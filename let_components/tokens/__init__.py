@@ -16,9 +16,10 @@ import torch
 from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.distributed import ParallelDims
-from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset, build_text_dataloader
+from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 
 from ..config import JobConfig
+from ..data.dataloader import build_text_dataloader
 from ..registry import Registry
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]

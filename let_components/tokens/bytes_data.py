@@ -6,18 +6,17 @@ student position with a teacher token by byte offsets (bytes_keys.py).
 """
 
 import multiprocessing
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
 from datasets import Dataset
-from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.config import JobConfig
 from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 from torchtitan.tools.logging import logger
 
+from ..data.dataloader import TextDataloader, text_dataloader
 from .bytes_keys import ByteTokenizer, KeyedTokens, align_window, document_tokens
 
 TEACHER_STATE = "teacher_side"
@@ -222,9 +221,9 @@ def build_byte_aligned_dataloader(
     same_document: bool,
     teacher_bos: bool = False,
     tokenizer_key: str = "model.hf_assets_path",
-) -> ParallelAwareDataloader:
-    """torchtitan's build_text_dataloader with ByteAlignedTextDataset (bind the keywords with functools.partial to
-    use it as a TrainSpec's build_dataloader_fn)."""
+) -> TextDataloader:
+    """torchtitan's build_text_dataloader with ByteAlignedTextDataset, in the shared TextDataloader (bind the
+    keywords with functools.partial to use it as a TrainSpec's build_dataloader_fn)."""
     dataset = ByteAlignedTextDataset(
         dataset_name=job_config.training.dataset,
         dataset_path=job_config.training.dataset_path,
@@ -240,5 +239,4 @@ def build_byte_aligned_dataloader(
         teacher_key="let.teacher_path",
         teacher_bos=teacher_bos,
     )
-    dataloader_kwargs = {**asdict(job_config.training.dataloader), "batch_size": job_config.training.local_batch_size}
-    return ParallelAwareDataloader(dataset, dp_rank=dp_rank, dp_world_size=dp_world_size, **dataloader_kwargs)
+    return text_dataloader(dataset, dp_rank, dp_world_size, job_config)

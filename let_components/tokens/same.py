@@ -11,9 +11,10 @@ from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.loss import IGNORE_INDEX
 from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.distributed import ParallelDims
-from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset, build_text_dataloader
+from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 
 from ..config import JobConfig, LETConfigError
+from ..data.dataloader import build_text_dataloader
 from . import Batch, TeacherSide
 from .tokenizers import tokenizer_source
 
