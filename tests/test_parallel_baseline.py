@@ -28,6 +28,7 @@ elements): TP takes the norm of each shard, one process of the whole tensor, so 
 1.5e-4 at equal gradients (those match to 1e-8 per parameter)."""
 
 GPIPE = pipeline("GPipe")
+ONE_F_ONE_B = pipeline("1F1B", microbatch_size=2)
 INTERLEAVED = pipeline("Interleaved1F1B")
 TP = tensor_parallel()
 
@@ -39,7 +40,7 @@ def runs(tmp_path_factory) -> ParallelEquality:
         tmp_path_factory.mktemp("parallel_baseline"), "train_configs/baseline_debug.toml",
         "--training.seq_len", "64", *SHORT_RUN, global_batch=4, steps=4,
     )
-    runs.start(ONE_PROCESS, GPIPE, INTERLEAVED, TP)
+    runs.start(ONE_PROCESS, GPIPE, ONE_F_ONE_B, INTERLEAVED, TP)
     yield runs
     runs.close()
 
@@ -55,8 +56,13 @@ def test_pipeline_grad_norm_matches_one_process(runs):
     runs.assert_equal(GPIPE, {GRAD_NORM: TOLERANCES[GRAD_NORM]})
 
 
+def test_one_f_one_b_pipeline_matches_one_process(runs):
+    """Two microbatches of 2 sequences: the microbatch sums, each divided by the step's valid tokens, add up."""
+    runs.assert_equal(ONE_F_ONE_B, TOLERANCES)
+
+
 def test_interleaved_pipeline_matches_one_process(runs):
-    """Two stages per rank (4 stages over 2 ranks): torchtitan's looped schedule on its default split."""
+    """Two stages per rank (4 stages over 2 ranks, torchtitan's default for a looped schedule), 4 microbatches."""
     runs.assert_equal(INTERLEAVED, TOLERANCES)
 
 
