@@ -8,6 +8,9 @@ gradient clipping then trains differently. The non-PP path divides before backwa
 inside the schedule, so the sum over microbatches (and over gradient accumulation) is the one-process gradient.
 The division sits in the loss value, so every schedule gets it, those that split the backward into input and weight
 gradients too (InterleavedZeroBubble, ZBVZeroBubble, DualPipeV): both parts start from the divided loss.
+Left as torchtitan 0.2.2 has them: DualPipeV's loss is logged by a rank without the last stage (-1; torchtitan picks
+rank 0 for ZBVZeroBubble only), and on CPU it needs parallelism.pipeline_parallel_expert_parallel_overlap = false
+(the overlap callback asks for an accelerator stream).
 """
 
 from collections.abc import Iterator

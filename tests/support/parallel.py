@@ -6,7 +6,13 @@ Equal only if everything but the layout is equal:
   stage initialises only its own modules; TP draws through DTensor's RNG), so every run, the one-process reference
   included, loads one seed checkpoint made by a single process (`--checkpoint.create_seed_checkpoint`);
 - data: the same seed and the same GLOBAL batch; data parallelism splits it into smaller local batches, pipeline
-  parallelism into microbatches that must divide the local batch.
+  parallelism into microbatches that must divide the local batch. torchtitan's dataloader also shards the corpus by
+  data-parallel rank (rank r reads its own part of the documents), so a layout with data parallelism trains on other
+  text than one process: compare it with a reference of the same data-parallel degree (e.g. PP=2 x FSDP=2 against
+  FSDP=2).
+
+Scalars come from TensorBoard, which torchtitan writes on the rank that holds the last pipeline stage; the console of
+rank 0 shows loss -1 under PP.
 
 `ParallelEquality` runs each layout once and keeps its folder, so a module-scoped fixture shares one reference run
 (and one seed) between every case of a test file, and several tests between one parallel run. Runs it is told to
@@ -61,7 +67,7 @@ class Layout:
 ONE_PROCESS = Layout("one process")
 
 
-def pipeline(schedule: str, degree: int = 2, microbatch_size: int = 1, *args: str) -> Layout:
+def pipeline(schedule: str, degree: int = 2, microbatch_size: int = 1, args: tuple[str, ...] = ()) -> Layout:
     """PP over `degree` ranks with torchtitan's schedule name (GPipe, 1F1B, Interleaved1F1B, ...); multi-stage
     schedules get torchtitan's default of 2 stages per rank."""
     return Layout(f"PP={degree} {schedule}", ngpu=degree, microbatch_size=microbatch_size, args=(
@@ -74,7 +80,8 @@ def tensor_parallel(degree: int = 2) -> Layout:
 
 
 def data_parallel(degree: int = 2) -> Layout:
-    """FSDP over `degree` ranks: each rank trains 1/degree of the global batch."""
+    """FSDP over `degree` ranks: each rank trains 1/degree of the global batch, read from its own part of the corpus
+    (a reference for layouts of the same data-parallel degree, not for one process)."""
     return Layout(f"FSDP={degree}", ngpu=degree, dp=degree)
 
 
@@ -157,6 +164,10 @@ class ParallelEquality:
     def differences(self, layout: Layout, tags: Iterable[str] = BASELINE_TAGS,
                     reference: Layout = ONE_PROCESS) -> dict[str, float]:
         """tag -> the largest difference between `layout` and `reference` over every step."""
+        assert layout.dp == reference.dp, (
+            f"{layout.name} vs {reference.name}: data-parallel degrees {layout.dp} and {reference.dp} read other "
+            "documents (the dataloader shards the corpus by data-parallel rank); compare equal degrees"
+        )
         return max_differences(self.run(reference), self.run(layout), tags, range(1, self.steps + 1))
 
     def assert_equal(self, layout: Layout, tolerances: Mapping[str, float],
