@@ -19,6 +19,8 @@ from torchtitan.config import JobConfig
 from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
+from .student.pipeline import divide_loss_before_backward
+
 
 class PreemptionFlag:
     """Set by SIGTERM on any rank; `agreed` tells every rank alike, one step after it was set."""
@@ -75,12 +77,28 @@ def save_for_requeue(checkpointer: CheckpointManager, step: int) -> None:
 
 
 class PreemptibleTrainer(Trainer):
-    """torchtitan's Trainer that checkpoints and stops cleanly on SIGTERM: a baseline's trainer (let.enable =
+    """torchtitan's Trainer that checkpoints and stops cleanly on SIGTERM, and whose pipeline-parallel step backwards
+    the CE divided by the global valid tokens, as its step without PP does: a baseline's trainer (let.enable =
     false), and the base of LETTrainer."""
 
     def __init__(self, job_config: JobConfig):
         super().__init__(job_config)
         self.preemption = PreemptionFlag()
+        self.pipeline_loss = divide_loss_before_backward(self.pp_schedule) if self.parallel_dims.pp_enabled else None
+
+    def forward_backward_step(
+        self, *, input_dict: dict[str, torch.Tensor], labels: torch.Tensor, global_valid_tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """torchtitan's step; under PP each microbatch's CE is divided by the global valid tokens before the
+        schedule backwards it (student/pipeline.py: torchtitan 0.2.2 backwards the sum)."""
+        step = super().forward_backward_step
+        if self.pipeline_loss is None:
+            return step(input_dict=input_dict, labels=labels, global_valid_tokens=global_valid_tokens)
+        with self.pipeline_loss.divided_by(global_valid_tokens):
+            loss = step(input_dict=input_dict, labels=labels, global_valid_tokens=global_valid_tokens)
+        # torchtitan divides the schedule's microbatch losses by global_valid_tokens once more for the log; they
+        # left the schedule divided already. Ranks without the last stage return torchtitan's -1 (nothing to log).
+        return loss * global_valid_tokens if self.pp_has_last_stage else loss
 
     def should_continue_training(self) -> bool:
         """After SIGTERM on any rank: checkpoint the finished step (if checkpointing is on) and stop cleanly."""

@@ -34,6 +34,7 @@ from ..tokens import build_dataloader, token_alignment
 from ..tokens.tokenizers import student_tokenizer
 from ..validate import ResumableValidator
 from .init import hf_init_
+from .pipeline import pipeline_student
 
 
 @dataclass
@@ -135,8 +136,8 @@ def student_train_spec(
 ) -> TrainSpec:
     """`base` (torchtitan's spec of the family) with the LET student's model, flavors, adapter and tokenizer.
 
-    Kept from `base`: optimizer builder (deepseek_v3's updates MoE expert biases), LR schedule, loss. Pipeline
-    parallelism is off (LET refuses it); every student gets torchtitan's validator, resumable
+    Kept from `base`: optimizer builder (deepseek_v3's updates MoE expert biases), LR schedule, loss, pipelining
+    function (pipeline.py; LET refuses PP before start); every student gets torchtitan's validator, resumable
     (let_components/validate.py), and torchtitan's text dataloader, with the teacher's tokenization of the same text
     beside it when the token alignment needs one (let_components/tokens/).
     """
@@ -146,7 +147,7 @@ def student_train_spec(
         # copies: torchtitan mutates the args of the flavor it trains (update_from_config)
         model_args={name: copy.deepcopy(args) for name, args in flavors.items()},
         parallelize_fn=with_cpu_sum_reduction(base.parallelize_fn),
-        pipelining_fn=None,
+        pipelining_fn=pipeline_student(base.pipelining_fn),
         build_tokenizer_fn=build_student_tokenizer,
         build_dataloader_fn=build_student_dataloader,
         build_validator_fn=ResumableValidator,

@@ -28,8 +28,8 @@ from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 
 from let_components.data import SAMPLE_CORPUS
 from let_components.data.files import data_files, documents
-from let_components.tokens import token_alignment
 from let_components.teacher import teacher_source
+from let_components.tokens import token_alignment
 from let_components.tokens.tokenizers import student_tokenizer
 
 from ..common import parse_job_config
