@@ -106,6 +106,8 @@ class TransformersTeacher(nn.Module):
         self.max_seq_len = learned_positions(lm)
         self.layer = resolve_layer(options.layer, self.n_layers) if options.layer >= 0 else -1
         self._block_output: torch.Tensor | None = None
+        self._state_source: tuple[nn.Module, bool] | None = None
+        """The module whose output the LM head reads, and whether that output is a ModelOutput (check_logits)."""
         if self.layer >= 0:  # only then are the blocks looked for: -1 is the base model's own last state
             blocks = _blocks(lm, self.n_layers)
             del blocks[self.layer + 1:]
@@ -125,31 +127,61 @@ class TransformersTeacher(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The model's own causal-LM forward from the final state on: its LM head and whatever its family does to
         the logits after it (Gemma's soft-capping, Granite's logits_scaling, Cohere's logit_scale, ...), with the
-        base model stood in for by `hidden`, so a family never needs a rule here. Called on a few sequences at a
-        time (TeacherLM's chunks): the model's forward on a whole batch would hold a large vocabulary's logits."""
-        base = self.lm.base_model
-        base.forward = lambda *args, **kwargs: _StateOnly(last_hidden_state=hidden)
+        module that produces the state the head reads (`check_logits` found it) stood in for by `hidden`, so a family
+        never needs a rule here. Called on a few sequences at a time (TeacherLM's chunks)."""
+        if self._state_source is None:
+            raise RuntimeError("TransformersTeacher.logits before check_logits found the state the head reads")
+        source, as_output = self._state_source
+        source.forward = lambda *args, **kwargs: _StateOnly(last_hidden_state=hidden) if as_output else hidden
         try:
             ids = torch.zeros(hidden.shape[:-1], dtype=torch.long, device=hidden.device)  # read by nothing
             return self.lm(input_ids=ids, use_cache=False).logits
         finally:
-            del base.forward
+            del source.forward
 
     def check_logits(self, path: str | os.PathLike, model_type: str) -> None:
-        """The logits `logits` gives against the model's own forward on a probe input, once when the teacher is built:
-        a causal LM whose head reads more than the base model's last state (its input ids, an earlier layer) is
-        refused rather than teaching with other logits than its own."""
+        """Once, when the teacher is built: which module's output the LM head reads (the base model for most
+        families, OPT's decoder, ...: the outermost module the forward calls whose output is the head's input), and
+        that `logits` then gives the model's own logits on a probe input. A causal LM whose head reads more than
+        that state (its input ids, an earlier layer) is refused rather than teaching with other logits than its own."""
         probe = (torch.arange(PROBE_TOKENS, device=self.lm.device) * 7919 % self.vocab_size)[None]
         with torch.no_grad():
-            expected = self.lm(input_ids=probe, use_cache=False).logits.float()
-            got = self.logits(self(probe)).float()
-        scale, error = expected.abs().max().item(), (got - expected).abs().max().item()
+            expected = self._find_state_source(probe).float()
+            got = self.logits(self(probe)).float() if self._state_source is not None else None
+        scale = expected.abs().max().item()
+        error = (got - expected).abs().max().item() if got is not None else float("inf")
         if error > LOGITS_TOLERANCE.get(self.lm.dtype, LOGITS_TOLERANCE[torch.float32]) * scale:
             raise LETConfigError(
                 f"let.teacher_path='{path}': model_type {model_type!r}: the logits from its final state differ from "
                 f"its own forward's by up to {error:.3g} (largest logit {scale:.3g}): its causal-LM head reads more "
                 "than the last hidden state, which the teacher term cannot follow; use another teacher"
             )
+
+    def _find_state_source(self, probe: torch.Tensor) -> torch.Tensor:
+        """Run the model's own forward on `probe` with hooks that see what each module of the base model returns
+        and what the LM head reads; keep the outermost module whose output is that input. Returns the logits."""
+        outputs: dict[nn.Module, tuple[torch.Tensor, bool]] = {}
+        head_input: list[torch.Tensor] = []
+
+        def keep(module: nn.Module, args: Any, output: Any) -> None:
+            state = output if isinstance(output, torch.Tensor) else output[0] if len(output) else None
+            if isinstance(state, torch.Tensor):
+                outputs.setdefault(module, (state, not isinstance(output, torch.Tensor)))
+
+        candidates = list(self.lm.base_model.modules())  # pre-order: outermost first
+        handles = [module.register_forward_hook(keep) for module in candidates]
+        handles.append(self.lm.get_output_embeddings().register_forward_pre_hook(
+            lambda module, args: head_input.append(args[0])))
+        try:
+            logits = self.lm(input_ids=probe, use_cache=False).logits
+        finally:
+            for handle in handles:
+                handle.remove()
+        self._state_source = next(((module, as_output) for module in candidates if module in outputs
+                                   for state, as_output in [outputs[module]]
+                                   if head_input and state.shape == head_input[0].shape
+                                   and torch.equal(state, head_input[0])), None)
+        return logits
 
     def init_buffers(self) -> None:
         pass  # from_pretrained builds the module on its device: its RoPE tables and scales are already right

@@ -97,8 +97,8 @@ def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, A
         teacher_hidden = token_map.to_student(teacher(teacher_inputs), teacher_batch)
         mapped = student.let_projection(student_hidden) if student.let_projection is not None else student_hidden
         valid = token_map.valid(labels, teacher_batch)
-        alignment = alignment_loss(mapped, teacher_hidden, valid, let.interpolate_align_corners)
-        cosine = -alignment.item() / valid.sum().item()
+        term = alignment_loss(mapped, teacher_hidden, valid, let.interpolate_align_corners)
+        cosine = -term.item() / valid.sum().item()
         cka = linear_cka(student_hidden[valid], teacher_hidden[valid])
     return {
         "checkpoint": str(checkpoint), "student_layer": let.student_layer, "teacher_layer": let.teacher_layer,
