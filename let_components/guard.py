@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 import torchtitan.distributed.utils as dist_utils
+from torch.distributed.tensor import DTensor
 
 from .config import LETRuntimeError
 
@@ -70,7 +71,10 @@ class NonFiniteGuard:
         """Mark each named value (one of `names`) that holds a NaN or inf; no host sync."""
         for name, value in terms.items():
             index = self.names.index(name)
-            self._marks[index] += (~torch.isfinite(value.detach())).any().to(self._marks.dtype)
+            value = value.detach()
+            if isinstance(value, DTensor):  # the CE under loss parallel (TP): a scalar, cheap to make whole
+                value = value.full_tensor()
+            self._marks[index] += (~torch.isfinite(value)).any().to(self._marks.dtype)
 
     def check(self, step: int, weight: float) -> None:
         """Raise on every rank if any rank marked a term, or the gradients' total norm is not finite."""

@@ -9,6 +9,7 @@ teacher folder and the tokenizers the token alignment reads.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.config import JobConfig as TitanJobConfig
@@ -54,7 +55,7 @@ def check_before_start(job_config: JobConfig) -> StartUp:
     if job_config.model.flavor not in flavors:
         raise LETConfigError(f"model.flavor={job_config.model.flavor!r}: valid are {', '.join(flavors)}")
     student_args = flavors[job_config.model.flavor]
-    alignment, term, stop = check_let_config(job_config, student_args.n_layers)
+    alignment, term, stop = check_let_config(job_config, student_args)
     resume_step = latest_checkpoint_step(job_config)
     teacher = teacher_source(job_config)
     teacher.config  # noqa: B018  (read now: a missing or broken config.json is the first error, not a later one)
@@ -83,10 +84,11 @@ def check_teacher_side(job_config: JobConfig, startup: StartUp, needed: bool) ->
     startup.teacher_checked = startup.teacher_checked or needed
 
 
-def check_let_config(job_config: JobConfig, student_layers: int) -> tuple[TokenAlignment, TermOption, StopOption]:
+def check_let_config(job_config: JobConfig, student_args: Any) -> tuple[TokenAlignment, TermOption, StopOption]:
     """Every `[let]` mistake we can see without building anything, each as a one-line error naming the key; returns
     the run's three options (token alignment, teacher term, stop rule), each having checked its own keys."""
     let, training, parallelism = job_config.let, job_config.training, job_config.parallelism
+    student_layers = student_args.n_layers
     if let.lambda_0 < 0:
         raise LETConfigError(f"let.lambda_0={let.lambda_0}: must be >= 0 (the paper uses 0.1)")
     for key in ("schedule", "projection", "teacher_backend", "teacher_dtype", "teacher_compile_mode",
@@ -106,12 +108,24 @@ def check_let_config(job_config: JobConfig, student_layers: int) -> tuple[TokenA
             f"let.student_layer={let.student_layer}: the student has {student_layers} blocks; "
             f"use 0..{student_layers - 1} (an early block, e.g. about a quarter of the depth)"
         )
-    for key in ("pipeline_parallel_degree", "context_parallel_degree", "tensor_parallel_degree"):
-        degree = getattr(parallelism, key)
-        if degree > 1:
+    if parallelism.pipeline_parallel_degree > 1:
+        raise LETConfigError(
+            f"parallelism.pipeline_parallel_degree={parallelism.pipeline_parallel_degree}: not supported with LET "
+            "yet; use FSDP/HSDP and tensor parallelism, or let.enable=false"
+        )
+    if parallelism.context_parallel_degree > 1:
+        raise LETConfigError(
+            f"parallelism.context_parallel_degree={parallelism.context_parallel_degree}: not supported with LET (the "
+            "teacher must read each whole sequence before torchtitan shards it, and torch's ring attention here has "
+            "rules for the GPU SDPA kernels only: docs/parallelism.md); use FSDP/HSDP and tensor parallelism"
+        )
+    tp = parallelism.tensor_parallel_degree
+    heads = {"n_heads": getattr(student_args, "n_heads", 1), "n_kv_heads": getattr(student_args, "n_kv_heads", None)}
+    for name, count in heads.items():
+        if tp > 1 and count and count % tp:
             raise LETConfigError(
-                f"parallelism.{key}={degree}: not supported with LET yet (the block-k alignment needs the whole "
-                "sequence and hidden state on one rank); use FSDP/HSDP (data_parallel_*_degree) or let.enable=false"
+                f"parallelism.tensor_parallel_degree={tp}: the student ({job_config.model.name} "
+                f"{job_config.model.flavor}) has {name}={count}, which TP must divide; use a degree that divides it"
             )
     if let.teacher_compile_mode != "default":
         compile_config = job_config.compile

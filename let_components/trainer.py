@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torchtitan.distributed import utils as dist_utils
+from torch.distributed._functional_collectives import all_reduce
+from torch.distributed.tensor import DTensor
 from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
@@ -39,7 +40,8 @@ class LETTrainer(PreemptibleTrainer):
         self.stop_rule = startup.stop_rule
         self.teacher = TeacherLifetime(job_config, startup.teacher, startup.teacher_options, self.device)
         startup.teacher.keep(needed=self.stop_rule.needed_after(startup.resume_step))
-        self.term = startup.term.build(job_config, student, self.tokenizer, self.model_args.vocab_size, startup.teacher)
+        self.term = startup.term.build(job_config, student, self.tokenizer, self.model_args.vocab_size, startup.teacher,
+                                       self.parallel_dims)
         self.token_map = startup.alignment.build_map(job_config, student, self.model_args, startup.teacher)
         self.guard = NonFiniteGuard(self.device, startup.teacher.path, self.term.name)
         self.optimizers.register_step_pre_hook(self._check_finite)
@@ -90,6 +92,8 @@ class LETTrainer(PreemptibleTrainer):
                 with term.watching():
                     pred = model(inputs, **extra_inputs, **extra_kwargs)
                 ce = self.loss_fn(pred, labels) / global_valid_tokens
+                if isinstance(ce, DTensor):  # loss parallel (TP): the CE is a DTensor, the term's sums are local
+                    ce = ce.full_tensor()
                 sums = term.sums(pred, target, token_map.valid(labels, teacher_batch))
                 # the term's SUM over the GLOBAL count of the positions it counts (for `same` the CE's own count):
                 # a fraction of the global mean on every rank and micro-batch, like the CE above, so summed
@@ -140,16 +144,16 @@ class LETTrainer(PreemptibleTrainer):
         logger.info(f"[LET] step: {self.step:2}  caught-up check  {shown}")
 
     def _log_term(self) -> None:
-        """lambda and the term's metrics (summed over data-parallel ranks: each rank's share is already divided by
-        the global count) beside torchtitan's metrics, and the [LET] line while the teacher teaches."""
+        """lambda and the term's metrics (summed over the ranks that hold different positions of them: each rank's
+        share is already divided by the global count) beside torchtitan's metrics, and the [LET] line while the
+        teacher teaches."""
         if not self.teaching:
             self.metrics_processor.logger.log({"let/lambda": 0.0}, self.step)
             return
-        if self.parallel_dims.dp_cp_enabled:
-            mesh = self.parallel_dims.get_optional_mesh("loss")
-            values = [dist_utils.dist_sum(value, mesh) for value in self._term_sums]
-        else:
-            values = self._term_sums.tolist()
+        sums = self._term_sums
+        for mesh in filter(None, map(self.parallel_dims.get_optional_mesh, self.term.token_split)):
+            sums = all_reduce(sums, "sum", group=mesh)  # each rank's share of the positions, summed
+        values = sums.tolist()
         metrics, mapping = self.term.metrics(values), self.token_map.metrics()
         self.metrics_processor.logger.log(
             {"let/lambda": self.weight, **{f"let/{name}": value for name, value in (metrics | mapping).items()}},

@@ -13,6 +13,7 @@ from let_components.schedule import SCHEDULES
 from tests.support.config import parse_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "train_configs"
+DEBUG_STUDENT = get_train_spec("let_llama").model_args["debugmodel"]
 PAIRS = [("let_debug", "baseline_debug"), ("let_1.4b", "baseline_1.4b"), ("let_7b", "baseline_7b")]
 
 
@@ -46,7 +47,7 @@ def test_salt_and_rkd_presets_differ_from_their_let_config_only_in_let_and_job_n
         config["job"].pop("description")
     assert preset == let
     job_config = _parse(name)
-    check_let_config(job_config, get_train_spec(job_config.model.name).model_args[job_config.model.flavor].n_layers)
+    check_let_config(job_config, get_train_spec(job_config.model.name).model_args[job_config.model.flavor])
     if "rkd" in kind:  # the whole run, one constant weight
         assert job_config.let.stop_step == job_config.training.steps and job_config.let.schedule == "constant"
     else:  # SALT: an early phase as long as LET's, then plain training
@@ -77,7 +78,7 @@ def test_let_configs_state_layer_and_stop_step_and_pass_the_checks(name):
     assert "hf_assets_path" not in raw["model"]
     job_config = _parse(name)
     flavor = get_train_spec(job_config.model.name).model_args[job_config.model.flavor]
-    check_let_config(job_config, flavor.n_layers)
+    check_let_config(job_config, flavor)
     # an EARLY block (L2E) and about 20% of training
     assert job_config.let.student_layer < flavor.n_layers // 2
     assert job_config.let.stop_step == job_config.training.steps // 5
@@ -90,7 +91,12 @@ def test_let_configs_state_layer_and_stop_step_and_pass_the_checks(name):
         (("--let.stop_step", "0"), "let.stop_step=0"),
         (("--let.student_layer", "-1"), "let.student_layer=-1"),
         (("--parallelism.pipeline_parallel_degree", "2"), "parallelism.pipeline_parallel_degree=2"),
-        (("--parallelism.context_parallel_degree", "2"), "parallelism.context_parallel_degree=2"),
+        (("--parallelism.context_parallel_degree", "2"),
+         r"parallelism.context_parallel_degree=2: not supported with LET \(the teacher must read each whole"),
+        (("--parallelism.tensor_parallel_degree", "3"),
+         r"parallelism.tensor_parallel_degree=3: the student \(let_llama debugmodel\) has n_heads=8, which TP must"),
+        (("--let.signal", "logits", "--parallelism.tensor_parallel_degree", "2"),
+         "parallelism.tensor_parallel_degree=2: signal='logits' needs .* add --parallelism.disable_loss_parallel"),
         (("--parallelism.expert_parallel_degree", "2"), "parallelism.expert_parallel_degree=2: expert parallelism"),
         (("--let.teacher_path", ""), "let.teacher_path is empty"),
         (("--let.teacher_compile_mode", "reduce-overhead"), "let.teacher_compile_mode='reduce-overhead': needs a"),
@@ -108,7 +114,7 @@ def test_let_configs_state_layer_and_stop_step_and_pass_the_checks(name):
 )
 def test_bad_values_raise_one_line_errors_naming_the_key(args, message):
     with pytest.raises(LETConfigError, match=message) as error:
-        check_let_config(_parse("let_debug", *args), 6)
+        check_let_config(_parse("let_debug", *args), DEBUG_STUDENT)
     assert "\n" not in str(error.value)
 
 
@@ -119,7 +125,7 @@ def test_choices_come_from_the_literal_annotations(key, value):
     job_config = _parse("salt_debug")
     setattr(job_config.let, key, value)
     with pytest.raises(LETConfigError, match=f"let.{key}='{value}': valid are {', '.join(valid_choices(LET, key))}$"):
-        check_let_config(job_config, 6)
+        check_let_config(job_config, DEBUG_STUDENT)
 
 
 @pytest.mark.parametrize("key, value, valid", [("signal", "attention", "hidden, logits"),
@@ -131,7 +137,7 @@ def test_choices_with_a_registry_come_from_it(key, value, valid):
     job_config = _parse("let_debug")
     setattr(job_config.let, key, value)
     with pytest.raises(LETConfigError, match=f"let.{key}='{value}': valid are {valid}$"):
-        check_let_config(job_config, 6)
+        check_let_config(job_config, DEBUG_STUDENT)
 
 
 def test_resume_step_is_the_latest_complete_checkpoint_as_torchtitan_decides(tmp_path):

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.distributed._functional_collectives import all_reduce
+from torch.distributed.tensor import DTensor
 from torchtitan.distributed import ParallelDims
 from torchtitan.tools.logging import logger
 
@@ -55,7 +56,10 @@ class CaughtUp(FixedStop):
             return
         rows = self.sequences
         with torch.no_grad():
-            student = lm_loss_sums(pred[:rows], labels[:rows], self.student_bytes.to(pred.device))[:2]
+            logits = pred[:rows]
+            if isinstance(logits, DTensor):  # loss parallel (TP): the vocabulary sharded over ranks
+                logits = logits.full_tensor()
+            student = lm_loss_sums(logits, labels[:rows], self.student_bytes.to(pred.device))[:2]
             taught = teacher.text_sums(rows, self.teacher_bytes)[:2]
         sums = torch.cat([student, taught])
         self._sums = sums if self._sums is None else self._sums + sums

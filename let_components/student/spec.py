@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.distributed.tensor.parallel import SequenceParallel, parallelize_module
 from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.config import JobConfig
@@ -107,11 +108,18 @@ class DropProjectionAdapterMixin:
 ParallelizeFn = Callable[[nn.Module, ParallelDims, JobConfig], nn.Module]
 
 
-def with_cpu_sum_reduction(parallelize_fn: ParallelizeFn) -> ParallelizeFn:
-    """The family's parallelize function unchanged; on CPU, FSDP2 gradients are reduced with plain SUM (gloo has no
-    PREMUL_SUM; torchtitan already divides by global valid tokens)."""
+def student_parallelize(parallelize_fn: ParallelizeFn) -> ParallelizeFn:
+    """The family's parallelize function, with two additions: under TP the learned projection is a sequence-parallel
+    module, and on CPU FSDP2 gradients are reduced with plain SUM (gloo has no PREMUL_SUM; torchtitan already divides
+    by global valid tokens)."""
 
     def parallelize(model: nn.Module, parallel_dims: ParallelDims, job_config: JobConfig) -> nn.Module:
+        if parallel_dims.tp_enabled and getattr(model, "let_projection", None) is not None:
+            # it maps block k's output, which TP hands on as this rank's sequence shard: replicated weights on the TP
+            # mesh (FSDP then shards them over the data-parallel one, as torchtitan's norms), its input marked
+            # Shard(1), so its weight's gradient from each rank's shard is summed over TP in backward
+            parallelize_module(model.let_projection, parallel_dims.get_mesh("tp"),
+                               SequenceParallel(use_local_output=True))
         model = parallelize_fn(model, parallel_dims, job_config)
         if parallel_dims.fsdp_enabled and platform.on_cpu():
             platform.force_sum_reduction(model)
@@ -146,7 +154,7 @@ def student_train_spec(
         model_cls=model_cls,
         # copies: torchtitan mutates the args of the flavor it trains (update_from_config)
         model_args={name: copy.deepcopy(args) for name, args in flavors.items()},
-        parallelize_fn=with_cpu_sum_reduction(base.parallelize_fn),
+        parallelize_fn=student_parallelize(base.parallelize_fn),
         pipelining_fn=pipeline_student(base.pipelining_fn),
         build_tokenizer_fn=build_student_tokenizer,
         build_dataloader_fn=build_student_dataloader,

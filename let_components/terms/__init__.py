@@ -25,6 +25,7 @@ from typing import Protocol
 import torch
 from torch import nn
 from torchtitan.components.tokenizer import BaseTokenizer
+from torchtitan.distributed import ParallelDims
 
 from ..config import JobConfig
 from ..registry import Registry
@@ -37,6 +38,9 @@ class TeacherTerm(Protocol):
     """The term in metrics (`let/<name>`), on the [LET] line and in the guard's error line."""
     log_formats: dict[str, str]
     """Metric name -> format spec of the [LET] line, in the order printed."""
+    token_split: tuple[str, ...]
+    """The meshes (torchtitan's ParallelDims names) whose ranks hold different positions of this term's sums: its
+    metrics are summed over them ("loss": data and context parallel; "tp": sequence shards)."""
 
     def describe(self, job_config: JobConfig) -> str:
         """What the term does, for the start-up line."""
@@ -76,8 +80,9 @@ class TermOption(Protocol):
         ...
 
     def build(self, job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int,
-              teacher: TeacherSource) -> TeacherTerm:
-        """The run's term: the student (its block k), its tokenizer and vocabulary, the teacher's source."""
+              teacher: TeacherSource, parallel_dims: ParallelDims) -> TeacherTerm:
+        """The run's term: the student (its block k), its tokenizer and vocabulary, the teacher's source, the
+        parallel layout."""
         ...
 
 

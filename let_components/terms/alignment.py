@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchtitan.components.tokenizer import BaseTokenizer
+from torchtitan.distributed import ParallelDims
 from torchtitan.tools.logging import logger
 
 from ..config import JobConfig
 from ..teacher import TeacherModel, TeacherSource
 from ..tokens import TokenAlignment
-from .capture import BlockCapture
+from .capture import BlockCapture, SequenceShard
 
 AlignmentLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -57,10 +58,13 @@ class AlignmentTerm:
 
     name = "alignment_loss"
     log_formats = {"alignment_loss": "8.5f", "cosine": "7.4f"}
+    token_split = ("loss", "tp")
+    """Its sums cover this rank's sequence shard under TP, its batch share under data/context parallelism."""
 
-    def __init__(self, job_config: JobConfig, student: nn.Module):
+    def __init__(self, job_config: JobConfig, student: nn.Module, parallel_dims: ParallelDims | None = None):
         let, compile_config = job_config.let, job_config.compile
         self.capture = BlockCapture(student, let.student_layer)
+        self.shard = SequenceShard(parallel_dims)
         self.loss_fn: AlignmentLoss = partial(alignment_loss, align_corners=let.interpolate_align_corners)
         if compile_config.enable and "loss" in compile_config.components:
             logger.info("[LET] Compiling the alignment loss with torch.compile")
@@ -84,8 +88,9 @@ class AlignmentTerm:
             yield
 
     def sums(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """[alignment SUM]: the state block k produced in the forward just watched, against the teacher's."""
-        return self.loss_fn(self.capture.pop(), target, valid).unsqueeze(0)
+        """[alignment SUM]: the state block k produced in the forward just watched, against the teacher's, over the
+        positions that state covers on this rank (all of them, or its sequence shard under TP)."""
+        return self.loss_fn(self.capture.pop(), self.shard(target), self.shard(valid)).unsqueeze(0)
 
     def combine(self, ce: torch.Tensor, term: torch.Tensor, weight: float) -> torch.Tensor:
         return ce + weight * term
@@ -101,5 +106,5 @@ class Alignment:
         pass
 
     def build(self, job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int,
-              teacher: TeacherSource) -> AlignmentTerm:
-        return AlignmentTerm(job_config, student)
+              teacher: TeacherSource, parallel_dims: ParallelDims) -> AlignmentTerm:
+        return AlignmentTerm(job_config, student, parallel_dims)

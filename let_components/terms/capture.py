@@ -11,6 +11,10 @@ torchtitan's own structure.
 The learned projection runs inside the hook, i.e. during the student's root forward, while FSDP2 holds the root
 group's parameters (the projection's) unsharded. The hook is registered only around a student forward that aligns,
 so validation and every step after stop_step run without it.
+
+Under tensor parallelism torchtitan's plan hands each block's output on as a plain local tensor sharded along the
+sequence (sequence parallel): rank r of the TP mesh holds positions [r S/tp, (r + 1) S/tp). `SequenceShard` cuts
+the full-sequence tensors the term pairs with it (the teacher's target, the valid mask) to the same positions.
 """
 
 from collections.abc import Iterator
@@ -19,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchtitan.distributed import ParallelDims
 
 
 class BlockCapture:
@@ -53,3 +58,15 @@ class BlockCapture:
         if output is None:
             raise RuntimeError(f"student block {self.layer} did not run in the forward that was captured")
         return output
+
+
+class SequenceShard:
+    """This rank's positions of a full [B, S, ...] tensor: all of them without TP; under TP (sequence parallel) the
+    contiguous chunk torchtitan's Shard(1) gives rank r, cut with `torch.chunk`, as DTensor cuts it."""
+
+    def __init__(self, parallel_dims: ParallelDims | None):
+        mesh = parallel_dims.get_optional_mesh("tp") if parallel_dims is not None else None
+        self.rank, self.degree = (mesh.get_local_rank(), mesh.size()) if mesh is not None else (0, 1)
+
+    def __call__(self, full: torch.Tensor) -> torch.Tensor:
+        return full if self.degree == 1 else full.chunk(self.degree, dim=1)[self.rank]

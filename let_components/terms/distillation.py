@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchtitan.components.tokenizer import BaseTokenizer
+from torchtitan.distributed import ParallelDims
 
 from ..config import JobConfig, LETConfigError
 from ..teacher import TeacherModel, TeacherSource
@@ -131,6 +132,8 @@ class DistillationTerm:
 
     name = "distillation_loss"
     log_formats = {"distillation_loss": "8.5f", "top1_agreement": "6.4f"}
+    token_split = ("loss",)
+    """Its sums cover this rank's batch share; TP ranks (loss parallel off) each hold the whole sequence's logits."""
 
     def __init__(self, job_config: JobConfig, tokenizer_ids: int):
         let = job_config.let
@@ -191,6 +194,13 @@ def check_logits_signal(job_config: JobConfig, alignment: TokenAlignment) -> Non
             "token ids, which needs one vocabulary; use token_alignment = 'same' (or signal = 'hidden', which aligns "
             "across tokenizers)"
         )
+    parallelism = job_config.parallelism
+    if parallelism.tensor_parallel_degree > 1 and not parallelism.disable_loss_parallel:
+        raise LETConfigError(
+            f"parallelism.tensor_parallel_degree={parallelism.tensor_parallel_degree}: signal='logits' needs the "
+            "student's whole-vocabulary logits on each rank, which loss parallel shards; add "
+            "--parallelism.disable_loss_parallel"
+        )
     if let.projection != "interpolate":
         raise LETConfigError(
             f"let.projection={let.projection!r}: a learned projection serves signal='hidden' only (with 'logits' it "
@@ -205,7 +215,7 @@ class Distillation:
         check_logits_signal(job_config, alignment)
 
     def build(self, job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int,
-              teacher: TeacherSource) -> DistillationTerm:
+              teacher: TeacherSource, parallel_dims: ParallelDims) -> DistillationTerm:
         tokenizer_ids = max(tokenizer.get_vocab().values()) + 1
         check_distillation_vocab(vocab_size, teacher.text["vocab_size"], tokenizer_ids)
         return DistillationTerm(job_config, tokenizer_ids)

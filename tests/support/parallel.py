@@ -132,10 +132,11 @@ class ParallelEquality:
                 continue
             folder = self.folder_of(layout)
             folder.mkdir(parents=True)
+            # the layout's own arguments last: it may override what every run shares (e.g. save checkpoints)
             self._started[layout] = start_train(
                 folder / "train.log", "--job.config_file", self.config, "--job.dump_folder", str(folder), *self.args,
-                "--training.steps", str(self.steps), *layout.train_args(self.global_batch),
-                "--checkpoint.enable", "--checkpoint.load_only", "--checkpoint.initial_load_path", str(self.seed),
+                "--training.steps", str(self.steps), "--checkpoint.enable", "--checkpoint.load_only",
+                "--checkpoint.initial_load_path", str(self.seed), *layout.train_args(self.global_batch),
                 ngpu=layout.ngpu,
             )
 
@@ -162,19 +163,20 @@ class ParallelEquality:
                 process.wait()
 
     def differences(self, layout: Layout, tags: Iterable[str] = BASELINE_TAGS,
-                    reference: Layout = ONE_PROCESS) -> dict[str, float]:
-        """tag -> the largest difference between `layout` and `reference` over every step."""
+                    reference: Layout = ONE_PROCESS, steps: Iterable[int] | None = None) -> dict[str, float]:
+        """tag -> the largest difference between `layout` and `reference` over `steps` (default: every step)."""
         assert layout.dp == reference.dp, (
             f"{layout.name} vs {reference.name}: data-parallel degrees {layout.dp} and {reference.dp} read other "
             "documents (the dataloader shards the corpus by data-parallel rank); compare equal degrees"
         )
-        return max_differences(self.run(reference), self.run(layout), tags, range(1, self.steps + 1))
+        steps = range(1, self.steps + 1) if steps is None else steps
+        return max_differences(self.run(reference), self.run(layout), tags, steps)
 
-    def assert_equal(self, layout: Layout, tolerances: Mapping[str, float],
-                     reference: Layout = ONE_PROCESS) -> dict[str, float]:
-        """Every tag of `tolerances` within its absolute tolerance of `reference` at every step; returns the
-        measured largest differences (for a test's report)."""
-        differences = self.differences(layout, tolerances, reference)
+    def assert_equal(self, layout: Layout, tolerances: Mapping[str, float], reference: Layout = ONE_PROCESS,
+                     steps: Iterable[int] | None = None) -> dict[str, float]:
+        """Every tag of `tolerances` within its absolute tolerance of `reference` at every step of `steps` (default:
+        all; the LET metrics exist only on teaching steps); returns the measured largest differences."""
+        differences = self.differences(layout, tolerances, reference, steps)
         table = {tag: (difference, tolerances[tag]) for tag, difference in differences.items()}
         assert all(difference <= tolerance for difference, tolerance in table.values()), (
             f"{layout.name} vs {reference.name}: tag -> (largest difference, tolerance): {table}; "
