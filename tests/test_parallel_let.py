@@ -22,6 +22,8 @@ from tests.support.parallel import (
     max_differences,
 )
 from tests.support.runs import SHORT_RUN, train_ok
+from tests.support.teachers import save_llama
+from tests.support.tokenizers import save_qwen_tokenizer
 
 LOSS, GRAD_NORM = BASELINE_TAGS
 ALIGNMENT, COSINE = LET_TAGS
@@ -40,6 +42,11 @@ LOGITS = ("--let.signal", "logits", "--let.kd_combine", "mix", "--let.lambda_0",
 SAVING = ("--checkpoint.no-load_only", "--checkpoint.interval", "2")
 """A TP run that also saves step 2, for the resume test (saving changes no number of the run)."""
 
+CAUGHT_UP = ("--let.stop_when", "caught_up", "--let.caught_up_every", "1", "--let.caught_up_window", "2",
+             "--let.caught_up_margin", "-5")
+"""Checked every step, never deciding (margin -5 bits per byte): both losses per byte logged on each teaching step."""
+CAUGHT_UP_TAGS = {"let/student_bits_per_byte": 1e-5, "let/teacher_bits_per_byte": 1e-5}
+
 TP_INTERPOLATE = Layout("TP=2 interpolate", ngpu=2, args=(*TP, *SAVING))
 ONE_PROCESS_LOGITS = Layout("one process logits", args=LOGITS)
 TP_LOGITS = Layout("TP=2 logits", ngpu=2, args=(*TP, *LOGITS))
@@ -49,10 +56,16 @@ FSDP_TP = Layout("FSDP=2 x TP=2", ngpu=4, dp=2, args=TP)
 
 @pytest.fixture(scope="module")
 def interpolate(tmp_path_factory) -> ParallelEquality:
-    """The debug LET run (projection = interpolate; logits distillation from the same weights) in every layout."""
-    runs = ParallelEquality(tmp_path_factory.mktemp("parallel_let"), "train_configs/let_debug.toml", *SHAPES,
-                            global_batch=4, steps=4)
-    runs.start(ONE_PROCESS, TP_INTERPOLATE, ONE_PROCESS_LOGITS, TP_LOGITS, FSDP, FSDP_TP)
+    """The debug LET run (projection = interpolate; logits distillation, and a teacher of another tokenizer aligned
+    by bytes with the caught-up rule, from the same student weights) in every layout."""
+    folder = tmp_path_factory.mktemp("parallel_let")
+    teacher = save_llama(folder / "qwen_teacher", tokenizer_dir=save_qwen_tokenizer(folder / "qwen", vocab_size=512),
+                         vocab_size=512)
+    bytes_args = ("--let.token_alignment", "bytes", "--model.hf_assets_path", "./assets/tokenizer",
+                  "--let.teacher_path", str(teacher), *CAUGHT_UP)
+    runs = ParallelEquality(folder, "train_configs/let_debug.toml", *SHAPES, global_batch=4, steps=4)
+    runs.bytes = Layout("one process bytes", args=bytes_args), Layout("TP=2 bytes", ngpu=2, args=(*TP, *bytes_args))
+    runs.start(ONE_PROCESS, TP_INTERPOLATE, ONE_PROCESS_LOGITS, TP_LOGITS, *runs.bytes, FSDP, FSDP_TP)
     yield runs
     runs.close()
 
@@ -85,6 +98,13 @@ def test_tp_sums_the_learned_projections_gradient_over_its_shards(linear):
 
 def test_tp_distils_logits_with_loss_parallel_off(interpolate):
     assert_let_equal(interpolate, TP_LOGITS, DISTILLATION_TOLERANCES, reference=ONE_PROCESS_LOGITS)
+
+
+def test_tp_aligns_by_bytes_and_measures_the_caught_up_rule_unchanged(interpolate):
+    """Another tokenizer's teacher, paired by bytes, and the caught-up rule's losses per byte (each TP rank measures
+    the whole sequence: under loss parallel from its vocabulary shards made whole)."""
+    one_process, tp = interpolate.bytes
+    assert_let_equal(interpolate, tp, {**ALIGNMENT_TOLERANCES, **CAUGHT_UP_TAGS}, reference=one_process)
 
 
 def test_fsdp_and_tp_together_match_fsdp_alone(interpolate):
