@@ -24,6 +24,9 @@ from .terms import TermOption, term_option
 from .tokens import TokenAlignment, token_alignment
 from .tokens.tokenizers import check_tokenizer_fits, student_tokenizer, tokenizer_source
 
+PIPELINE_SCHEDULES = ("GPipe", "1F1B", "Interleaved1F1B")
+"""The pipeline schedules LET runs under: one forward and one whole backward per microbatch and stage."""
+
 
 @dataclass
 class StartUp:
@@ -109,10 +112,14 @@ def check_let_config(job_config: JobConfig, student_args: Any) -> tuple[TokenAli
             f"use 0..{student_layers - 1} (an early block, e.g. about a quarter of the depth)"
         )
     if parallelism.pipeline_parallel_degree > 1:
-        raise LETConfigError(
-            f"parallelism.pipeline_parallel_degree={parallelism.pipeline_parallel_degree}: not supported with LET "
-            "yet; use FSDP/HSDP and tensor parallelism, or let.enable=false"
-        )
+        schedule = parallelism.pipeline_parallel_schedule
+        if schedule not in PIPELINE_SCHEDULES:
+            raise LETConfigError(
+                f"parallelism.pipeline_parallel_schedule={schedule!r}: LET under pipeline parallelism takes "
+                f"{', '.join(PIPELINE_SCHEDULES)} (zero-bubble and DualPipeV split the backward, which the term's "
+                "pass-through at block k does not survive)"
+            )
+
     if parallelism.context_parallel_degree > 1:
         raise LETConfigError(
             f"parallelism.context_parallel_degree={parallelism.context_parallel_degree}: not supported with LET (the "

@@ -9,6 +9,7 @@ torchtitan's own. A baseline (let.enable = false) trains with PreemptibleTrainer
 """
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from .preemption import PreemptibleTrainer
 from .prestart import check_before_start, check_teacher_side
 from .teacher.lifetime import TeacherLifetime
 from .teacher.lm import TeacherLM
+from .terms.pipeline import StageFeed, joined
 from .tokens import Batch
 
 
@@ -36,13 +38,17 @@ class LETTrainer(PreemptibleTrainer):
         # every cheap check runs, and every piece of the run is decided, before torchtitan initialises anything
         self.startup = startup = check_before_start(job_config)
         super().__init__(job_config)
-        student = self.model_parts[0]
         self.stop_rule = startup.stop_rule
         self.teacher = TeacherLifetime(job_config, startup.teacher, startup.teacher_options, self.device)
         startup.teacher.keep(needed=self.stop_rule.needed_after(startup.resume_step))
-        self.term = startup.term.build(job_config, student, self.tokenizer, self.model_args.vocab_size, startup.teacher,
-                                       self.parallel_dims)
-        self.token_map = startup.alignment.build_map(job_config, student, self.model_args, startup.teacher)
+        self.term = startup.term.build(job_config, self.model_parts, self.tokenizer, self.model_args.vocab_size,
+                                       startup.teacher, self.parallel_dims)
+        # under pipeline parallelism only the ranks whose stages hold the term's student side run the teacher
+        self.teacher_here = self.term.student_side is not None
+        if not self.teacher_here:
+            logger.info(f"[LET] pipeline rank {self.parallel_dims.get_mesh('pp').get_local_rank()}: its stages "
+                        "hold no part of the teacher term's student side: the teacher is never loaded here (0 GiB)")
+        self.token_map = startup.alignment.build_map(job_config, self.model_parts[0], self.model_args, startup.teacher)
         self.guard = NonFiniteGuard(self.device, startup.teacher.path, self.term.name)
         self.optimizers.register_step_pre_hook(self._check_finite)
         startup.record.start(job_config, resuming=startup.resume_step > 0)
@@ -51,7 +57,7 @@ class LETTrainer(PreemptibleTrainer):
 
     def train_step(self, data_iterator: Iterator[Batch]) -> None:
         self.teaching, self.weight = self.stop_rule.teaches(self.step), self.stop_rule.weight(self.step)
-        if self.teaching:
+        if self.teaching and self.teacher_here:
             self.teacher.load(self.step)
         elif self.teacher.release(self.step):
             self.token_map.stop_data(self.dataloader)
@@ -75,19 +81,12 @@ class LETTrainer(PreemptibleTrainer):
             return super().forward_backward_step(
                 input_dict=input_dict, labels=labels, global_valid_tokens=global_valid_tokens
             )
+        if self.parallel_dims.pp_enabled:
+            return self._pipelined_step(input_dict, labels, teacher_batch, global_valid_tokens)
         inputs, labels, extra_inputs, extra_kwargs = self.post_dataloading_process(input_dict, labels)
-        model, term, token_map, teacher = self.model_parts[0], self.term, self.token_map, self.teacher
+        model, term, token_map = self.model_parts[0], self.term, self.token_map
         with self.train_context():
-            # no graph for the teacher's side: the teacher is frozen and its target is a constant of the loss, so
-            # nothing is saved for backward (no_grad, not inference_mode: the target must be usable in autograd)
-            with torch.no_grad():
-                tokens, masks = token_map.teacher_inputs(inputs, teacher_batch, extra_kwargs.get("attention_masks"))
-                hidden = teacher.forward(tokens, masks)
-                target = term.teach(teacher.model, hidden)
-                teacher_lm = self._teacher_lm(target, token_map.teacher_labels(labels, teacher_batch))
-                if (sanity := teacher.sanity_check(teacher_lm)) is not None:
-                    self.guard.record(teacher_lm_loss=sanity)  # non-finite: stops the run before step 1 updates
-                target = token_map.to_student(target, teacher_batch)
+            hidden, target, teacher_lm = self._teach(inputs, labels, teacher_batch, extra_kwargs)
             with self.maybe_enable_amp:
                 with term.watching():
                     pred = model(inputs, **extra_inputs, **extra_kwargs)
@@ -108,6 +107,55 @@ class LETTrainer(PreemptibleTrainer):
             loss.backward()
         self._term_sums += sums.detach()
         return ce.detach()
+
+    def _teach(self, inputs: torch.Tensor, labels: torch.Tensor, teacher_batch: dict[str, torch.Tensor],
+               extra_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, TeacherLM]:
+        """The teacher's side of a micro-batch: its state, its target at the student's positions, and its own
+        next-token prediction (computed only if asked); the first batch it teaches also runs its sanity check."""
+        token_map, term, teacher = self.token_map, self.term, self.teacher
+        # no graph for the teacher's side: the teacher is frozen and its target is a constant of the loss, so
+        # nothing is saved for backward (no_grad, not inference_mode: the target must be usable in autograd)
+        with torch.no_grad():
+            tokens, masks = token_map.teacher_inputs(inputs, teacher_batch, extra_kwargs.get("attention_masks"))
+            hidden = teacher.forward(tokens, masks)
+            target = term.teach(teacher.model, hidden)
+            teacher_lm = self._teacher_lm(target, token_map.teacher_labels(labels, teacher_batch))
+            if (sanity := teacher.sanity_check(teacher_lm)) is not None:
+                self.guard.record(teacher_lm_loss=sanity)  # non-finite: stops the run before step 1 updates
+            return hidden, token_map.to_student(target, teacher_batch), teacher_lm
+
+    def _pipelined_step(self, input_dict: dict[str, torch.Tensor], labels: torch.Tensor,
+                        teacher_batch: dict[str, torch.Tensor], global_valid_tokens: torch.Tensor) -> torch.Tensor:
+        """The teaching step under pipeline parallelism: torchtitan's schedule runs the student; on the ranks whose
+        stages hold the term's student side the teacher reads the whole local batch and the term joins that stage's
+        backward microbatch by microbatch (terms/pipeline.py); the last stage's CE keeps the weight the term's
+        combine gives it. The logged loss is the CE, as without PP."""
+        term, step = self.term, super().forward_backward_step
+        feed = None
+        if self.teacher_here:
+            inputs, student_labels, _, extra_kwargs = self.post_dataloading_process(dict(input_dict), labels)
+            with self.train_context():
+                hidden, target, _ = self._teach(inputs, student_labels, teacher_batch, extra_kwargs)
+            self.guard.record(teacher_output=hidden)
+            valid = self.token_map.valid(student_labels, teacher_batch)
+            feed = StageFeed(target, valid, self.pp_schedule._n_microbatches,
+                             self.token_map.normaliser(global_valid_tokens), self.weight)
+        zero = torch.zeros((), device=self.device)
+        with self.pipeline_loss.weighed(lambda ce: term.combine(ce, zero, self.weight)):
+            with joined(term, feed, self._pipeline_stages()) if feed is not None else nullcontext():
+                loss = step(input_dict=input_dict, labels=labels, global_valid_tokens=global_valid_tokens)
+        if self.pp_has_last_stage:
+            self.guard.record(ce_loss=loss)
+        if feed is not None:
+            sums = feed.finish()
+            self.guard.record(**{term.name: sums[0]})
+            self._term_sums += sums
+        return loss
+
+    def _pipeline_stages(self) -> list:
+        """This rank's stages of torchtitan's schedule (one, or several for a looped schedule)."""
+        schedule = self.pp_schedule
+        return list(getattr(schedule, "_stages", None) or [schedule._stage])
 
     def _teacher_lm(self, target: torch.Tensor, teacher_labels: torch.Tensor) -> TeacherLM:
         """The teacher's next-token prediction of this micro-batch, computed only if asked (the sanity check, a
@@ -151,6 +199,8 @@ class LETTrainer(PreemptibleTrainer):
             self.metrics_processor.logger.log({"let/lambda": 0.0}, self.step)
             return
         sums = self._term_sums
+        if self.parallel_dims.pp_enabled:  # the sums live on the ranks whose stages hold the term's student side
+            sums = self._from_teacher_stages(sums)
         for mesh in filter(None, map(self.parallel_dims.get_optional_mesh, self.term.token_split)):
             sums = all_reduce(sums, "sum", group=mesh)  # each rank's share of the positions, summed
         values = sums.tolist()
@@ -162,6 +212,15 @@ class LETTrainer(PreemptibleTrainer):
         shown = [f"{name}: {metrics[name]:{spec}}" for name, spec in self.term.log_formats.items()]
         shown += [f"{name}: {value:.0f}" for name, value in mapping.items()]
         logger.info(f"[LET] step: {self.step:2}  lambda: {self.weight:.5f}  {'  '.join(shown)}")
+
+
+    def _from_teacher_stages(self, sums: torch.Tensor | float) -> torch.Tensor:
+        """The term's sums of this step on every pipeline rank: each data-parallel group's stage that holds the
+        term's student side sends them to the group's other stages (log steps only: a few floats)."""
+        gathered: list[list[float] | None] = [None] * self.parallel_dims.pp
+        mine = sums.tolist() if isinstance(sums, torch.Tensor) else None
+        torch.distributed.all_gather_object(gathered, mine, group=self.parallel_dims.get_mesh("pp").get_group())
+        return torch.tensor(next(values for values in gathered if values is not None), device=self.device)
 
 
 def build_trainer(job_config: JobConfig) -> Trainer:

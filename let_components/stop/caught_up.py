@@ -142,6 +142,13 @@ class CaughtUpOption:
                 f"let.teacher_layer={let.teacher_layer}: stop_when='caught_up' reads the teacher's LM head, which "
                 "follows its final layer; use teacher_layer = -1 (or stop_when = 'step')"
             )
+        pp = job_config.parallelism.pipeline_parallel_degree
+        if pp > 1:
+            raise LETConfigError(
+                f"parallelism.pipeline_parallel_degree={pp}: stop_when='caught_up' compares the student's loss (last "
+                "stage) with the teacher's (block k's stage) per byte, not measured across stages yet; use "
+                "stop_when = 'step' or no pipeline parallelism"
+            )
 
     def build(self, job_config: JobConfig, inputs: StopInputs) -> CaughtUp:
         """The rule, measuring per byte in the student's tokenizer and the teacher's own (both must say the bytes of

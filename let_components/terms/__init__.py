@@ -41,6 +41,10 @@ class TeacherTerm(Protocol):
     token_split: tuple[str, ...]
     """The meshes (torchtitan's ParallelDims names) whose ranks hold different positions of this term's sums: its
     metrics are summed over them ("loss": data and context parallel; "tp": sequence shards)."""
+    student_side: nn.Module | None
+    """The module of the student whose output the term reads (block k, the output head): under pipeline parallelism
+    the term joins the backward of the stage that holds it (pipeline.py), and only that stage's ranks need the
+    teacher; None on a rank whose stages do not hold it."""
 
     def describe(self, job_config: JobConfig) -> str:
         """What the term does, for the start-up line."""
@@ -79,10 +83,10 @@ class TermOption(Protocol):
         naming the key)."""
         ...
 
-    def build(self, job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int,
+    def build(self, job_config: JobConfig, model_parts: list[nn.Module], tokenizer: BaseTokenizer, vocab_size: int,
               teacher: TeacherSource, parallel_dims: ParallelDims) -> TeacherTerm:
-        """The run's term: the student (its block k), its tokenizer and vocabulary, the teacher's source, the
-        parallel layout."""
+        """The run's term: the student's parts on this rank (one, or its pipeline stages here), its tokenizer and
+        vocabulary, the teacher's source, the parallel layout."""
         ...
 
 

@@ -61,9 +61,11 @@ class AlignmentTerm:
     token_split = ("loss", "tp")
     """Its sums cover this rank's sequence shard under TP, its batch share under data/context parallelism."""
 
-    def __init__(self, job_config: JobConfig, student: nn.Module, parallel_dims: ParallelDims | None = None):
+    def __init__(self, job_config: JobConfig, model_parts: list[nn.Module], parallel_dims: ParallelDims | None = None):
         let, compile_config = job_config.let, job_config.compile
-        self.capture = BlockCapture(student, let.student_layer)
+        self.capture = BlockCapture(model_parts, let.student_layer)
+        self.student_side = self.capture.block
+        """What the term reads of the student: block k (None on a pipeline stage without it)."""
         self.shard = SequenceShard(parallel_dims)
         self.loss_fn: AlignmentLoss = partial(alignment_loss, align_corners=let.interpolate_align_corners)
         if compile_config.enable and "loss" in compile_config.components:
@@ -105,6 +107,6 @@ class Alignment:
     def check_config(self, job_config: JobConfig, alignment: TokenAlignment) -> None:
         pass
 
-    def build(self, job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int,
+    def build(self, job_config: JobConfig, model_parts: list[nn.Module], tokenizer: BaseTokenizer, vocab_size: int,
               teacher: TeacherSource, parallel_dims: ParallelDims) -> AlignmentTerm:
-        return AlignmentTerm(job_config, student, parallel_dims)
+        return AlignmentTerm(job_config, model_parts, parallel_dims)

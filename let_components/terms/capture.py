@@ -27,11 +27,16 @@ from torchtitan.distributed import ParallelDims
 
 
 class BlockCapture:
-    """Keeps the (projected) output of one student block for the forward in flight."""
+    """Keeps the (projected) output of one student block for the forward in flight.
 
-    def __init__(self, model: nn.Module, layer: int):
-        self.block = model.layers[str(layer)]
-        self.projection: nn.Module | None = getattr(model, "let_projection", None)
+    `model_parts`: the student's parts on this rank (one; under pipeline parallelism its stages here). The block and
+    the projection that travels with it are found in the part that holds them; `block` is None on a rank whose
+    stages hold neither."""
+
+    def __init__(self, model_parts: list[nn.Module], layer: int):
+        holder = next((part for part in model_parts if str(layer) in part.layers), None)
+        self.block: nn.Module | None = holder.layers[str(layer)] if holder is not None else None
+        self.projection: nn.Module | None = getattr(holder, "let_projection", None)
         self.layer = layer
         self._output: torch.Tensor | None = None
 
@@ -43,6 +48,8 @@ class BlockCapture:
         """Hook block k for the duration of one student forward. A forward that raises leaves nothing behind: a
         kept state would otherwise outlive its step (memory) and could be popped by the next one."""
         self._output = None
+        if self.block is None:
+            raise RuntimeError(f"student block {self.layer} is not on this rank's pipeline stages")
         handle = self.block.register_forward_hook(self._keep)
         try:
             yield self

@@ -135,8 +135,10 @@ class DistillationTerm:
     token_split = ("loss",)
     """Its sums cover this rank's batch share; TP ranks (loss parallel off) each hold the whole sequence's logits."""
 
-    def __init__(self, job_config: JobConfig, tokenizer_ids: int):
+    def __init__(self, job_config: JobConfig, tokenizer_ids: int, model_parts: list[nn.Module] | None = None):
         let = job_config.let
+        self.student_side = getattr(model_parts[-1], "output", None) if model_parts else None
+        """What the term reads of the student: its output head's logits (None on a pipeline stage without it)."""
         self.temperature, self.direction, self.combine_mode = let.kd_temperature, let.kd_direction, let.kd_combine
         self.vocab_limit, self.chunk_tokens = tokenizer_ids, let.kd_chunk_tokens
 
@@ -214,8 +216,8 @@ class Distillation:
     def check_config(self, job_config: JobConfig, alignment: TokenAlignment) -> None:
         check_logits_signal(job_config, alignment)
 
-    def build(self, job_config: JobConfig, student: nn.Module, tokenizer: BaseTokenizer, vocab_size: int,
+    def build(self, job_config: JobConfig, model_parts: list[nn.Module], tokenizer: BaseTokenizer, vocab_size: int,
               teacher: TeacherSource, parallel_dims: ParallelDims) -> DistillationTerm:
         tokenizer_ids = max(tokenizer.get_vocab().values()) + 1
         check_distillation_vocab(vocab_size, teacher.text["vocab_size"], tokenizer_ids)
-        return DistillationTerm(job_config, tokenizer_ids)
+        return DistillationTerm(job_config, tokenizer_ids, model_parts)

@@ -49,6 +49,8 @@ class Layout:
     args: tuple[str, ...] = ()
     microbatch_size: int = 0
     """parallelism.pipeline_parallel_microbatch_size (0: no pipeline parallelism)."""
+    log_ranks: str = "0"
+    """LOG_RANK: the ranks whose console lines reach the run's train.log."""
 
     def train_args(self, global_batch: int) -> tuple[str, ...]:
         """This layout's arguments for `global_batch` sequences per step (no gradient accumulation)."""
@@ -137,7 +139,7 @@ class ParallelEquality:
                 folder / "train.log", "--job.config_file", self.config, "--job.dump_folder", str(folder), *self.args,
                 "--training.steps", str(self.steps), "--checkpoint.enable", "--checkpoint.load_only",
                 "--checkpoint.initial_load_path", str(self.seed), *layout.train_args(self.global_batch),
-                ngpu=layout.ngpu,
+                ngpu=layout.ngpu, env={"LOG_RANK": layout.log_ranks},
             )
 
     def run(self, layout: Layout) -> Path:

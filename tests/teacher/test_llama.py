@@ -94,7 +94,7 @@ def test_teacher_is_frozen_and_unchanged_by_student_training(tmp_path):
     for _ in range(3):
         with torch.no_grad():
             target = teacher(ids)
-        capture = BlockCapture(student, 0)
+        capture = BlockCapture([student], 0)
         with capture.capturing():
             logits = student(ids)
         hidden = capture.pop()

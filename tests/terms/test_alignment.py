@@ -76,7 +76,7 @@ def _tiny_student(projection_dim: int = 0) -> Student:
 
 
 def _forward_capturing(model: Student, tokens: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    capture = BlockCapture(model, layer)
+    capture = BlockCapture([model], layer)
     with capture.capturing():
         logits = model(tokens)
     return logits, capture.pop()

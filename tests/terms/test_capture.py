@@ -132,7 +132,7 @@ def test_hook_exists_only_inside_capturing():
     from let_components.terms.capture import BlockCapture
 
     model = Student(StudentArgs(dim=32, n_layers=2, n_heads=4, vocab_size=64, max_seq_len=8))
-    capture = BlockCapture(model, 1)
+    capture = BlockCapture([model], 1)
     tokens = torch.randint(0, 64, (1, 8))
     with capture.capturing():
         assert len(model.layers["1"]._forward_hooks) == 1
@@ -151,7 +151,7 @@ def test_a_forward_that_raises_leaves_no_state_behind():
     from let_components.terms.capture import BlockCapture
 
     model = Student(StudentArgs(dim=32, n_layers=3, n_heads=4, vocab_size=64, max_seq_len=8))
-    capture = BlockCapture(model, 1)
+    capture = BlockCapture([model], 1)
     failing = model.layers["2"].register_forward_hook(lambda *_: (_ for _ in ()).throw(FloatingPointError("boom")))
     with pytest.raises(FloatingPointError), capture.capturing():
         model(torch.randint(0, 64, (1, 8)))

@@ -39,7 +39,7 @@ def test_alignment_term_reads_block_k_and_sums_minus_cosine_over_valid_positions
     student_in = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [3.0, 4.0]]])
     target = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
     model = TwoBlocks()
-    term = AlignmentTerm(_job(student_layer=0), model)
+    term = AlignmentTerm(_job(student_layer=0), [model])
     with term.watching():
         model(student_in)
     valid = torch.tensor([[True, True, False]])
@@ -53,7 +53,7 @@ def test_alignment_term_reads_block_k_and_sums_minus_cosine_over_valid_positions
 
 def test_alignment_term_outside_watching_has_nothing_to_read():
     model = TwoBlocks()
-    term = AlignmentTerm(_job(student_layer=1), model)
+    term = AlignmentTerm(_job(student_layer=1), [model])
     model(torch.ones(1, 2, 2))
     with pytest.raises(RuntimeError, match="student block 1 did not run"):
         term.sums(None, torch.ones(1, 2, 2), torch.ones(1, 2, dtype=torch.bool))
@@ -96,9 +96,11 @@ class MeanGap:
 
     name = "mean_gap"
     log_formats = {"mean_gap": "8.5f"}
+    token_split = ("loss", "tp")
 
-    def __init__(self, job_config, student):
-        self.capture = BlockCapture(student, job_config.let.student_layer)
+    def __init__(self, job_config, model_parts):
+        self.capture = BlockCapture(model_parts, job_config.let.student_layer)
+        self.student_side = self.capture.block
 
     def describe(self, job_config):
         return "toy term: mean gap"
@@ -131,8 +133,8 @@ class Toy:
     def check_config(self, job_config, alignment):
         pass
 
-    def build(self, job_config, student, tokenizer, vocab_size, teacher):
-        return MeanGap(job_config, student)
+    def build(self, job_config, model_parts, tokenizer, vocab_size, teacher, parallel_dims):
+        return MeanGap(job_config, model_parts)
 
 
 register_term("toy", Toy())
