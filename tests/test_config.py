@@ -91,7 +91,7 @@ def test_let_configs_state_layer_and_stop_step_and_pass_the_checks(name):
         (("--let.stop_step", "0"), "let.stop_step=0"),
         (("--let.student_layer", "-1"), "let.student_layer=-1"),
         (("--parallelism.pipeline_parallel_degree", "2", "--parallelism.pipeline_parallel_schedule",
-          "InterleavedZeroBubble"), "parallelism.pipeline_parallel_schedule='InterleavedZeroBubble': LET under pipeline"),
+          "InterleavedZeroBubble"), "parallelism.pipeline_parallel_schedule='InterleavedZeroBubble': LET under"),
         (("--parallelism.pipeline_parallel_degree", "2", "--parallelism.pipeline_parallel_schedule", "DualPipeV"),
          r"takes GPipe, 1F1B, Interleaved1F1B \(zero-bubble and DualPipeV split the backward"),
         (("--parallelism.pipeline_parallel_degree", "2", "--let.stop_when", "caught_up"),
