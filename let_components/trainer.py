@@ -99,7 +99,8 @@ class LETTrainer(PreemptibleTrainer):
                 # gradients are the global mean's and lambda weighs the term against the CE at any batch layout
                 sums = sums / token_map.normaliser(global_valid_tokens)
                 loss = term.combine(ce, sums[0], self.weight)
-                self.stop_rule.observe(self.step, pred, labels, teacher_lm)
+                label_bytes = token_map.student_label_bytes(teacher_batch)
+                self.stop_rule.observe(self.step, pred, labels, teacher_lm, label_bytes)
             # marks only, on the device (no sync): the optimizer pre-hook reads them over all ranks before any
             # weight moves, so a non-finite step is refused even though its backward has run
             self.guard.record(teacher_output=hidden, ce_loss=ce, **{term.name: sums[0]})
@@ -119,7 +120,8 @@ class LETTrainer(PreemptibleTrainer):
             tokens, masks = token_map.teacher_inputs(inputs, teacher_batch, extra_kwargs.get("attention_masks"))
             hidden = teacher.forward(tokens, masks)
             target = term.teach(teacher.model, hidden)
-            teacher_lm = self._teacher_lm(target, token_map.teacher_labels(labels, teacher_batch))
+            teacher_lm = self._teacher_lm(target, token_map.teacher_labels(labels, teacher_batch),
+                                          token_map.teacher_label_bytes(teacher_batch))
             if (sanity := teacher.sanity_check(teacher_lm)) is not None:
                 self.guard.record(teacher_lm_loss=sanity)  # non-finite: stops the run before step 1 updates
             return hidden, token_map.to_student(target, teacher_batch), teacher_lm
@@ -157,11 +159,13 @@ class LETTrainer(PreemptibleTrainer):
         schedule = self.pp_schedule
         return list(getattr(schedule, "_stages", None) or [schedule._stage])
 
-    def _teacher_lm(self, target: torch.Tensor, teacher_labels: torch.Tensor) -> TeacherLM:
+    def _teacher_lm(self, target: torch.Tensor, teacher_labels: torch.Tensor,
+                    label_bytes: torch.Tensor | None) -> TeacherLM:
         """The teacher's next-token prediction of this micro-batch, computed only if asked (the sanity check, a
         caught-up check): its logits from its target, a few sequences at a time."""
         teacher, term = self.teacher.model, self.term
-        return TeacherLM(lambda rows: term.lm_logits(teacher, target[rows]), teacher_labels, teacher.vocab_size)
+        return TeacherLM(lambda rows: term.lm_logits(teacher, target[rows]), teacher_labels, teacher.vocab_size,
+                         label_bytes)
 
     def _check_finite(self, *_) -> None:
         """Optimizer step pre-hook: a non-finite teaching step ends the run before any weight moves (guard.py)."""

@@ -38,8 +38,10 @@ class StopRule(Protocol):
         """Whether a run that has finished `step` (a resume point) can still need the teacher."""
         ...
 
-    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
-        """Each teaching micro-batch, before backward: what the rule measures."""
+    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM,
+                label_bytes: torch.Tensor | None = None) -> None:
+        """Each teaching micro-batch, before backward: what the rule measures (`label_bytes`: the bytes of each
+        student label where the data pipeline read them off the text, TokenMap.student_label_bytes)."""
         ...
 
     def end_step(self, step: int, parallel_dims: ParallelDims) -> dict[str, float]:

@@ -51,7 +51,8 @@ class CaughtUp(FixedStop):
     def last_step(self) -> int:
         return min(super().last_step, self.decided_step if self.decided_step is not None else super().last_step)
 
-    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
+    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM,
+                label_bytes: torch.Tensor | None = None) -> None:
         if step % self.every:
             return
         rows = self.sequences
@@ -59,7 +60,8 @@ class CaughtUp(FixedStop):
             logits = pred[:rows]
             if isinstance(logits, DTensor):  # loss parallel (TP): the vocabulary sharded over ranks
                 logits = logits.full_tensor()
-            student = lm_loss_sums(logits, labels[:rows], self.student_bytes.to(pred.device))[:2]
+            rows_bytes = label_bytes[:rows] if label_bytes is not None else None
+            student = lm_loss_sums(logits, labels[:rows], self.student_bytes.to(pred.device), rows_bytes)[:2]
             taught = teacher.text_sums(rows, self.teacher_bytes)[:2]
         sums = torch.cat([student, taught])
         self._sums = sums if self._sums is None else self._sums + sums

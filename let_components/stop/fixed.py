@@ -29,7 +29,8 @@ class FixedStop:
     def needed_after(self, step: int) -> bool:
         return step < self.last_step
 
-    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM) -> None:
+    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM,
+                label_bytes: torch.Tensor | None = None) -> None:
         pass
 
     def end_step(self, step: int, parallel_dims: ParallelDims) -> dict[str, float]:

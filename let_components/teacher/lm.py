@@ -28,18 +28,24 @@ class TeacherLM:
     """[B, T] the teacher's own next tokens (IGNORE_INDEX where none)."""
     vocab_size: int
     """The logits' width, to size the chunks before computing any."""
+    label_bytes: torch.Tensor | None = None
+    """[B, T] the bytes of text each label stands for, where the data pipeline read them off the text (the byte
+    alignment); None: the teacher tokenizer's per-id table says them."""
 
-    def chunks(self, rows: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(logits, labels) of the first `rows` sequences (None: all), LOGITS_PER_CHUNK logits at a time."""
+    def chunks(self, rows: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """(logits, labels, label bytes) of the first `rows` sequences (None: all), LOGITS_PER_CHUNK logits at a
+        time."""
         rows = self.labels.shape[0] if rows is None else min(rows, self.labels.shape[0])
         per_chunk = max(1, LOGITS_PER_CHUNK // (self.labels.shape[1] * self.vocab_size))
         for first in range(0, rows, per_chunk):
             part = slice(first, min(rows, first + per_chunk))
-            yield self.logits(part), self.labels[part]
+            label_bytes = self.label_bytes[part] if self.label_bytes is not None else None
+            yield self.logits(part), self.labels[part], label_bytes
 
-    def text_sums(self, rows: int, byte_lengths: torch.Tensor) -> torch.Tensor:
+    def text_sums(self, rows: int, byte_lengths: torch.Tensor | None) -> torch.Tensor:
         """lm_loss_sums (text nats, bytes, text tokens) over the first `rows` sequences."""
-        sums = [lm_loss_sums(logits, labels, byte_lengths.to(logits.device)) for logits, labels in self.chunks(rows)]
+        sums = [lm_loss_sums(logits, labels, _on(byte_lengths, logits), _on(label_bytes, logits))
+                for logits, labels, label_bytes in self.chunks(rows)]
         return torch.stack(sums).sum(0)
 
     def sanity_check(self, byte_lengths: torch.Tensor | None, teacher_path: str) -> torch.Tensor:
@@ -47,15 +53,16 @@ class TeacherLM:
         tokenizer shows at once; returns the loss for the non-finite guard. byte_lengths: text_byte_lengths of
         the teacher's tokenizer (None: its tokens' bytes are unknown, per token only)."""
         ce, text = [], []
-        for logits, labels in self.chunks():
+        measured = byte_lengths is not None or self.label_bytes is not None
+        for logits, labels, label_bytes in self.chunks():
             ce.append(F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
                                       reduction="sum"))
-            if byte_lengths is not None:
-                text.append(lm_loss_sums(logits, labels, byte_lengths.to(logits.device)))
+            if measured:
+                text.append(lm_loss_sums(logits, labels, _on(byte_lengths, logits), _on(label_bytes, logits)))
         loss_tensor = torch.stack(ce).sum() / (self.labels != IGNORE_INDEX).sum().to(ce[0].device)
         loss, uniform = loss_tensor.item(), math.log(self.vocab_size)
         per_byte = "n/a (its tokenizer does not say the bytes of its tokens)"
-        if byte_lengths is not None:
+        if measured:
             nats, n_bytes, _ = torch.stack(text).sum(0).tolist()
             per_byte = f"{bits_per_byte(nats, n_bytes):.3f} bits ({nats / n_bytes:.3f} nats)"
         logger.info(
@@ -68,3 +75,7 @@ class TeacherLM:
                 "chance: check the checkpoint and the tokenizer (model.hf_assets_path, if set)"
             )
         return loss_tensor
+
+
+def _on(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    return tensor.to(like.device) if tensor is not None else None

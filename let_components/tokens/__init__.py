@@ -62,6 +62,15 @@ class TokenMap(Protocol):
         """[B, T]: the teacher's own next tokens (IGNORE_INDEX where none), for the teacher's LM loss."""
         ...
 
+    def teacher_label_bytes(self, teacher_batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """[B, T]: the bytes of text each teacher label stands for, read off the text (None: the teacher tokenizer's
+        per-id table says them), for the teacher's loss per byte."""
+        ...
+
+    def student_label_bytes(self, teacher_batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """[B, S]: the same for the student's labels (None: its tokenizer's table)."""
+        ...
+
     def to_student(self, target: torch.Tensor, teacher_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The teacher's [B, T, ...] target at the student's [B, S] positions."""
         ...

@@ -31,7 +31,8 @@ class BytesAligned:
     not count). The term's count is its own: one more all-reduce per teaching step (three numbers, no host sync).
     A step in which no position has a target (every document failed the byte-cover check) has a term of 0, not 0/0."""
 
-    KEYS = ("teacher_input", "teacher_index", "teacher_lost", "teacher_length", "teacher_head")
+    KEYS = ("teacher_input", "teacher_index", "teacher_lost", "teacher_length", "teacher_head", "teacher_bytes",
+            "label_bytes")
 
     def __init__(self, teacher_masks: Callable[[torch.Tensor], Any]):
         self.teacher_masks = teacher_masks
@@ -68,6 +69,15 @@ class BytesAligned:
         position = torch.arange(tokens.shape[1], device=tokens.device)
         no_label = (position >= (length[:, None] - 1)) | (position < teacher_batch["teacher_head"][:, None])
         return teacher_labels.masked_fill(no_label, IGNORE_INDEX)
+
+    def teacher_label_bytes(self, teacher_batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # the label at teacher position p is the token at p + 1
+        label_bytes = torch.zeros_like(teacher_batch["teacher_bytes"])
+        label_bytes[:, :-1] = teacher_batch["teacher_bytes"][:, 1:]
+        return label_bytes
+
+    def student_label_bytes(self, teacher_batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return teacher_batch["label_bytes"]
 
     def to_student(self, target: torch.Tensor, teacher_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # teacher_index[j] is the causal pairing (bytes_keys.align_window): the teacher position whose token ends last

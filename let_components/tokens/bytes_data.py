@@ -17,7 +17,7 @@ from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 from torchtitan.tools.logging import logger
 
 from ..data.dataloader import TextDataloader, text_dataloader
-from .bytes_keys import ByteTokenizer, KeyedTokens, align_window, document_tokens
+from .bytes_keys import ByteTokenizer, KeyedTokens, align_window, document_tokens, token_bytes
 
 TEACHER_STATE = "teacher_side"
 """The state_dict key of everything the teacher side buffers; absent while the teacher side is off."""
@@ -27,10 +27,11 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
     """HuggingFaceTextDataset whose samples also carry the teacher's window:
 
     `({"input": [S], "teacher_input": [teacher_len], "teacher_index": [S], "teacher_lost": [],
-    "teacher_length": [], "teacher_head": []}, labels [S])`: teacher_index[j] the position in teacher_input of
-    student position j's teacher token (-1: none), teacher_lost the positions whose teacher token was cut by
-    teacher_len, teacher_length the teacher tokens before the padding, teacher_head the tokens put before the
-    window's text (a BOS, with teacher_bos).
+    "teacher_length": [], "teacher_head": [], "teacher_bytes": [teacher_len], "label_bytes": [S]}, labels [S])`:
+    teacher_index[j] the position in teacher_input of student position j's teacher token (-1: none), teacher_lost the
+    positions whose teacher token was cut by teacher_len, teacher_length the teacher tokens before the padding,
+    teacher_head the tokens put before the window's text (a BOS, with teacher_bos), teacher_bytes and label_bytes
+    the bytes of text each teacher token and each student label stands for (per-byte measurement).
 
     `set_teacher_side(False)` (the teacher is gone) makes it torchtitan's dataset again: only {"input"}, no teacher
     tokenization. The switch is a flag in shared memory, so it also reaches a dataloader worker process
@@ -128,6 +129,7 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
 
     def _teacher_window(self) -> dict[str, torch.Tensor]:
         """The teacher's side of the window just cut (seq_len inputs + 1 label token off the buffer's front)."""
+        labels = self._student_keys[1: self.seq_len + 1]
         aligned = align_window(
             self._student_keys[: self.seq_len], self._teacher_tokens, self.teacher_len, self.pad_id,
             self.same_document, self._teacher_bytes.prefix if self.teacher_bos else (),
@@ -143,6 +145,9 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
             "teacher_lost": torch.tensor(aligned.lost),
             "teacher_length": torch.tensor(aligned.length),
             "teacher_head": torch.tensor(aligned.head),
+            "teacher_bytes": torch.from_numpy(aligned.teacher_bytes),
+            # the student's labels are its tokens 1..S of the window: their bytes, read off their keys
+            "label_bytes": torch.from_numpy(token_bytes(labels)),
         }
 
     def __iter__(self):

@@ -267,6 +267,9 @@ class AlignedWindow:
     """Teacher tokens of the window in teacher_input (the rest is padding)."""
     head: int
     """Tokens put before the window's text (the BOS `bos` inserted in a window that starts inside a document)."""
+    teacher_bytes: np.ndarray
+    """[teacher_len] the bytes of text each token of teacher_input stands for, read off its keys (0: a token put
+    before the text, padding, BOS/EOS, and every token of a document not tokenized byte for byte)."""
 
 
 def align_window(
@@ -292,7 +295,7 @@ def align_window(
     h = min(len(head), teacher_len)
     teacher_input[:h] = head[:h]
     if len(teacher) == 0:
-        return AlignedWindow(teacher_input, index, 0, h, h)
+        return AlignedWindow(teacher_input, index, 0, h, h, np.zeros(teacher_len, dtype=np.int64))
     stop = max(first, int(np.searchsorted(teacher.end, student.end[-1], side="right")))
     kept = min(stop - first, teacher_len - h)
     teacher_input[h:h + kept] = teacher.ids[first:first + kept]
@@ -306,4 +309,12 @@ def align_window(
     index[has_target] = last[has_target] - first + h
     truncated = index >= teacher_len
     index[truncated] = -1
-    return AlignedWindow(teacher_input, index, int(truncated.sum()), h + kept, h)
+    teacher_bytes = np.zeros(teacher_len, dtype=np.int64)
+    teacher_bytes[h:h + kept] = token_bytes(teacher[first:first + kept])
+    return AlignedWindow(teacher_input, index, int(truncated.sum()), h + kept, h, teacher_bytes)
+
+
+def token_bytes(tokens: KeyedTokens) -> np.ndarray:
+    """The bytes of text each token stands for, from its keys (a text token spans 4 keys per byte; an empty one, a
+    BOS or an EOS none); 0 for a token of a document not tokenized byte for byte, whose spans are not the text's."""
+    return np.maximum((tokens.end - tokens.start) // KEYS_PER_BYTE, 0) * tokens.valid

@@ -182,12 +182,16 @@ def text_byte_lengths(tokenizer: BaseTokenizer, key: str, needed_by: str = "bits
     return lengths
 
 
-def lm_loss_sums(logits: torch.Tensor, labels: torch.Tensor, byte_lengths: torch.Tensor) -> torch.Tensor:
+def lm_loss_sums(logits: torch.Tensor, labels: torch.Tensor, byte_lengths: torch.Tensor | None,
+                 label_bytes: torch.Tensor | None = None) -> torch.Tensor:
     """[CE SUM in nats, UTF-8 bytes, tokens] over the predicted tokens that stand for text: labels that are not
-    IGNORE_INDEX and cover at least one byte (special tokens are in neither sum). `byte_lengths`: text_byte_lengths
-    as a tensor on the logits' device. One function for every per-byte comparison of two tokenizers."""
+    IGNORE_INDEX and cover at least one byte (special tokens are in neither sum). The bytes of each label: read off
+    the text where the data pipeline knows them (`label_bytes`, labels' shape: the byte alignment measures every
+    token's bytes, which a per-id table cannot always say - a literal U+2581 and a space are one SentencePiece
+    piece), else from the tokenizer's table (`byte_lengths`: text_byte_lengths on the logits' device). One function
+    for every per-byte comparison of two tokenizers."""
     valid = labels != IGNORE_INDEX
-    n_bytes = byte_lengths[labels.clamp(min=0)] * valid
+    n_bytes = (label_bytes if label_bytes is not None else byte_lengths[labels.clamp(min=0)]) * valid
     counted = n_bytes > 0
     ce = F.cross_entropy(logits.float().flatten(0, -2), labels.flatten().clamp(min=0), reduction="none")
     return torch.stack([(ce * counted.flatten()).sum(), n_bytes.sum().float(), counted.sum().float()])

@@ -36,6 +36,12 @@ class SameTokens:
     def teacher_labels(self, labels: torch.Tensor, teacher_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return labels
 
+    def teacher_label_bytes(self, teacher_batch: dict[str, torch.Tensor]) -> None:
+        return None  # one tokenizer: its per-id table serves both models alike
+
+    def student_label_bytes(self, teacher_batch: dict[str, torch.Tensor]) -> None:
+        return None
+
     def to_student(self, target: torch.Tensor, teacher_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return target
 

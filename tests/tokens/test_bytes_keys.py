@@ -347,7 +347,7 @@ def test_dataloader_builder_mirrors_torchtitans(refs, tmp_path):
     inputs, labels = next(batches)
     assert {k: tuple(v.shape) for k, v in inputs.items()} == {
         "input": (3, 12), "teacher_input": (3, 20), "teacher_index": (3, 12), "teacher_lost": (3,),
-        "teacher_length": (3,), "teacher_head": (3,)}
+        "teacher_length": (3,), "teacher_head": (3,), "teacher_bytes": (3, 20), "label_bytes": (3, 12)}
     assert labels.shape == (3, 12)
     state = loader.state_dict()
     expected = next(batches)
@@ -480,7 +480,7 @@ def test_teacher_side_switches_off_and_its_state_stays_loadable(refs, tmp_path):
     for _ in range(5):
         inputs, labels = next(stream)
         assert inputs.keys() == {"input", "teacher_input", "teacher_index", "teacher_lost", "teacher_length",
-                                 "teacher_head"}
+                                 "teacher_head", "teacher_bytes", "label_bytes"}
         assert inputs["input"].tolist() == next(titan)[0]["input"].tolist()
     dataset.set_teacher_side(False)
     for _ in range(3):
@@ -660,6 +660,36 @@ def test_the_bos_put_before_a_window_predicts_nothing(refs, tmp_path):
         heads.append((int(inputs["input"][0] != student_bos), int(inputs.get("teacher_head", -1))))
     assert all(inside == head for inside, head in heads)
     assert inserted > 0 and own > 0
+
+
+def test_a_literal_metaspace_counts_its_three_bytes_in_the_teachers_loss_per_byte(refs, tmp_path):
+    """Review finding: a SentencePiece normalizer writes a space as '\u2581', so a literal U+2581 in the text and a
+    space are one piece, which the per-id byte table counts as 1 byte instead of 3. Under the byte alignment the
+    teacher's loss per byte (caught-up rule, sanity line) now divides by the bytes read off the text."""
+    from let_components.tokens.bytes_aligned import BytesAligned
+    from let_components.tokens.per_byte import lm_loss_sums, text_byte_lengths
+
+    teacher = refs["gemma"].tokenizer
+    doc = "Sentence\u2581piece writes \u2581 for a space: x\u2581y z."
+    encoding = teacher.tokenizer.encode(doc, add_special_tokens=False)
+    stream = [(teacher.bos_id, 0), *((i, len(doc[a:b].encode())) for i, (a, b) in
+                                       zip(encoding.ids, encoding.offsets, strict=True)), (teacher.eos_id, 0)] * 8
+    table = torch.from_numpy(text_byte_lengths(teacher, "let.teacher_path"))
+    token_map, literal_windows = BytesAligned(lambda tokens: None), 0
+    for inputs, _ in _aligned(_docs_file(tmp_path, [doc] * 8), refs["project"].tokenizer, teacher, 16, 40, False):
+        length = int(inputs["teacher_length"])
+        window = inputs["teacher_input"][:length].tolist()
+        start = next(i for i in range(len(stream)) if [t for t, _ in stream[i:i + length]] == window)
+        expected = sum(n for _, n in stream[start + 1:start + length])  # the labels: the window's tokens 1..
+        split = token_map.split({key: value[None] for key, value in inputs.items()})
+        labels = token_map.teacher_labels(torch.zeros(1, 16, dtype=torch.long), split)
+        label_bytes = token_map.teacher_label_bytes(split) if hasattr(token_map, "teacher_label_bytes") else None
+        logits = torch.zeros(*labels.shape, len(table))
+        counted = (lm_loss_sums(logits, labels, table, label_bytes) if label_bytes is not None else
+                   lm_loss_sums(logits, labels, table))[1]  # the table alone: what the step used before the fix
+        literal_windows += int(table[labels.clamp(min=0)].sum() != expected)
+        assert counted == expected, (window, counted, expected)
+    assert literal_windows > 0  # windows whose literal U+2581 the table miscounts
 
 
 def test_byte_fallback_pieces_each_get_their_byte(refs):

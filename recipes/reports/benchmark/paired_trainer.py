@@ -107,9 +107,10 @@ class KeptStopRule:
     def needed_after(self, step: int) -> bool:
         return True
 
-    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: Any) -> None:
+    def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: Any,
+                label_bytes: torch.Tensor | None = None) -> None:
         if self.checking:
-            self.rule.observe(step, pred, labels, teacher)
+            self.rule.observe(step, pred, labels, teacher, label_bytes)
 
     def end_step(self, step: int, parallel_dims) -> dict[str, float]:
         return self.rule.end_step(step, parallel_dims) if self.checking else {}
