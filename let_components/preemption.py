@@ -19,7 +19,7 @@ from torchtitan.config import JobConfig
 from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
-from .student.pipeline import divide_loss_before_backward
+from .pipeline_loss import divide_loss_before_backward
 
 
 class PreemptionFlag:

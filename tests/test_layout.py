@@ -13,7 +13,8 @@ PACKAGE = REPO / "let_components"
 LAYERS = [
     {"schedule", "platform"},
     {"config"},
-    {"registry", "record", "guard", "preemption", "validate", "data"},
+    {"registry", "record", "guard", "pipeline_loss", "validate", "data"},
+    {"preemption"},
     {"tokens"},
     {"teacher"},
     {"terms", "stop"},

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from let_components.config import LETConfigError
-from let_components.student.pipeline import ScheduleLoss, divide_loss_before_backward, pipeline_student
+from let_components.pipeline_loss import ScheduleLoss, divide_loss_before_backward
+from let_components.student.pipeline import pipeline_student
 from tests.support.parallel import ONE_PROCESS, ParallelEquality, pipeline, tensor_parallel
 from tests.support.runs import SHORT_RUN
 

@@ -186,7 +186,8 @@ REFUSED_BEFORE_START = {
     "student layer out of range": (("--let.student_layer", "6"), "let.student_layer=6"),
     "teacher layer out of range": (("--let.teacher_layer", "4"), "let.teacher_layer=4"),
     "stop step beyond training": (("--training.steps", "10", "--let.stop_step", "11"), "let.stop_step=11"),
-    "unsupported parallelism": (("--parallelism.tensor_parallel_degree", "2"), "parallelism.tensor_parallel_degree=2"),
+    "unsupported parallelism": (("--parallelism.context_parallel_degree", "2"),
+                                "parallelism.context_parallel_degree=2"),
     "sequence beyond learned positions": (
         ("--let.teacher_path", "{opt}", "--model.hf_assets_path", "{opt}", "--training.seq_len", "1024"),
         "training.seq_len=1024",

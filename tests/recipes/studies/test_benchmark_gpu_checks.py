@@ -7,7 +7,9 @@ import json
 import math
 import os
 import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +19,9 @@ from tests.support import REPO
 
 def test_dry_run_runs_every_check_and_the_paired_method_checks_itself(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
-    env = {**os.environ, "DRY_RUN": "1", "REPEATS": "1", "WORK": str(work), "OUT": str(out), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DRY_RUN": "1", "REPEATS": "1", "WORK": str(work), "OUT": str(out), "PYTHONPATH": str(REPO),
+           # the script calls `python`: the interpreter running the tests, activated or not
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     result = subprocess.run(["bash", "recipes/studies/gpu_checks.sh"], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
