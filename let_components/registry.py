@@ -6,8 +6,8 @@ one line (registering the same object again, as a re-imported module does, is ha
 nobody registered is the one-line configuration error naming the key and what is registered.
 """
 
-from collections.abc import Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 from .config import LETConfigError
 
@@ -15,11 +15,18 @@ Option = TypeVar("Option")
 
 
 class Registry(Generic[Option]):
-    """name -> option object of one choice; `key` is what the choice is called in errors (e.g. "let.signal")."""
+    """name -> option object of one choice; `key` is what the choice is called in errors (e.g. "let.signal"),
+    `read` reads the run's name off its job config (the one place that does)."""
 
-    def __init__(self, key: str):
-        self.key = key
+    def __init__(self, key: str, read: Callable[[Any], str] | None = None):
+        self.key, self.read = key, read
         self._options: dict[str, Option] = {}
+
+    def chosen(self, job_config: Any) -> Option:
+        """The run's option: what `read` names in the job config (a one-line error if nothing registered it)."""
+        if self.read is None:
+            raise TypeError(f"the {self.key} registry reads no job config")
+        return self[self.read(job_config)]
 
     def register(self, name: str, option: Option) -> None:
         taken = self._options.get(name)

@@ -84,17 +84,9 @@ class StopOption(Protocol):
         ...
 
 
-STOP_RULES: Registry[StopOption] = Registry("let.stop_when")
-"""let.stop_when -> its option."""
-
-
-def register_stop_rule(name: str, option: StopOption) -> None:
-    STOP_RULES.register(name, option)
-
-
-def stop_option(job_config: JobConfig) -> StopOption:
-    """The run's option, the one reader of let.stop_when."""
-    return STOP_RULES[job_config.let.stop_when]
+STOP_RULES: Registry[StopOption] = Registry("let.stop_when", lambda job_config: job_config.let.stop_when)
+"""let.stop_when -> its option; `stop_option(job_config)` is the run's (the one reader of let.stop_when)."""
+register_stop_rule, stop_option = STOP_RULES.register, STOP_RULES.chosen
 
 
 from .caught_up import CaughtUp, CaughtUpOption  # noqa: E402

@@ -90,17 +90,9 @@ class TermOption(Protocol):
         ...
 
 
-TERMS: Registry[TermOption] = Registry("let.signal")
-"""`let.signal` -> its option."""
-
-
-def register_term(signal: str, option: TermOption) -> None:
-    TERMS.register(signal, option)
-
-
-def term_option(job_config: JobConfig) -> TermOption:
-    """The run's option, the one reader of let.signal."""
-    return TERMS[job_config.let.signal]
+TERMS: Registry[TermOption] = Registry("let.signal", lambda job_config: job_config.let.signal)
+"""`let.signal` -> its option; `term_option(job_config)` is the run's (the one reader of let.signal)."""
+register_term, term_option = TERMS.register, TERMS.chosen
 
 
 from .alignment import Alignment  # noqa: E402  (the terms import this module's protocol)

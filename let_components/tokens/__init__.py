@@ -139,18 +139,15 @@ class TokenAlignment(Protocol):
         ...
 
 
-TOKEN_ALIGNMENTS: Registry[TokenAlignment] = Registry("let.token_alignment")
-"""let.token_alignment -> its option."""
+TOKEN_ALIGNMENTS: Registry[TokenAlignment] = Registry("let.token_alignment",
+                                                      lambda job_config: job_config.let.token_alignment)
+"""let.token_alignment -> its option; `token_alignment(job_config)` is the run's (the one reader of
+let.token_alignment). Callers keep the object: it answers everything the option decides."""
+token_alignment = TOKEN_ALIGNMENTS.chosen
 
 
 def register_token_alignment(option: TokenAlignment) -> None:
     TOKEN_ALIGNMENTS.register(option.name, option)
-
-
-def token_alignment(job_config: JobConfig) -> TokenAlignment:
-    """The run's option, the one reader of let.token_alignment (an unknown name is a one-line error naming the
-    registered ones). Callers keep the object: it answers everything the option decides."""
-    return TOKEN_ALIGNMENTS[job_config.let.token_alignment]
 
 
 def build_dataloader(dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig,
