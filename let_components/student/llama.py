@@ -43,6 +43,8 @@ student_args = {
     "1.4B": _args(dim=2048, n_layers=24, n_heads=16, multiple_of=256, ffn_dim_multiplier=5632 / 5461),
     "3B": _args(dim=2560, n_layers=32, n_heads=20, multiple_of=256),
     "7B": _args(dim=4096, n_layers=32, n_heads=32, multiple_of=256),
+    # Llama-3-70B's shape (ffn 28672, 8 KV heads): the parallelism estimate's 70B student (TP 8 x PP 2 x FSDP 4)
+    "70B": _args(dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, ffn_dim_multiplier=1.3, multiple_of=4096),
 }
 
 

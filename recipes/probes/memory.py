@@ -12,6 +12,7 @@ part is the stored s x s attention scores; SDPA/flash attention never stores the
 import argparse
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,101 @@ def format_estimate(
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class StageShare:
+    """One pipeline stage of the student: its parameters and what it holds."""
+
+    index: int
+    parameters: int
+    largest_group: int
+    """The largest FSDP2 group of the stage (a block, the embedding or the output head)."""
+    per_block: int
+    blocks: int
+    first: bool
+    last: bool
+    holds_block_k: bool
+
+
+def stage_shares(args: BaseModelArgs, model_cls: type, pp: int, student_layer: int) -> list[StageShare]:
+    """The student built on the meta device, cut into `pp` stages as torchtitan 0.2.2 cuts it by default
+    (generate_llm_fqn_per_model_part, one stage per rank): each stage's parameters counted from its modules."""
+    from torchtitan.distributed.pipeline_parallel import generate_llm_fqn_per_model_part
+
+    with torch.device("meta"):
+        model = model_cls(args)
+    shares = []
+    for index, names in enumerate(generate_llm_fqn_per_model_part(pp, args.n_layers, 1, 1)):
+        sizes = {name: sum(p.numel() for p in model.get_submodule(name).parameters()) for name in names}
+        blocks = [name for name in names if name.startswith("layers.")]
+        shares.append(StageShare(
+            index, sum(sizes.values()), max(sizes.values()), sizes[blocks[0]] if blocks else 0, len(blocks),
+            index == 0, index == pp - 1, f"layers.{student_layer}" in names))
+    return shares
+
+
+def layout_estimate(student: BaseModelArgs, teacher_config: dict[str, Any], gpus: int, tp: int, pp: int,
+                    student_layer: int, seq_len: int, local_batch: int, microbatch: int,
+                    model_cls: type = Student) -> tuple[list[StageShare], dict[str, list[float]]]:
+    """Per-GPU GiB of each pipeline stage of a LET run under TP x PP x FSDP (one stage per rank, 1F1B), while the
+    teacher teaches: row name -> GiB per stage. FSDP shards over gpus / (tp pp); TP splits every weight and, with
+    sequence parallel, the activations; the teacher sits, whole, on the ranks of block k's stage only."""
+    dp = gpus // (tp * pp)
+    if dp * tp * pp != gpus:
+        raise ValueError(f"--gpus {gpus} is not a multiple of --tp {tp} x --pp {pp}")
+    shares = stage_shares(student, model_cls, pp, student_layer)
+    s, d, vocab = seq_len, student.dim, student.vocab_size
+    d_t, ffn_t = teacher_config["hidden_size"], teacher_config["intermediate_size"]
+    teacher = teacher_parameters(teacher_config)
+    microbatches = local_batch // microbatch
+    rows: dict[str, list[float]] = {}
+
+    def row(name: str, value: Callable[[StageShare], float]) -> None:
+        rows[name] = [value(share) / GIB for share in shares]
+
+    in_flight = {share.index: min(microbatches, pp - share.index) for share in shares}  # 1F1B's warm-up depth
+    row("weights + gradients + AdamW, fp32, sharded (16 P_stage / tp / dp)", lambda x: 16 * x.parameters / tp / dp)
+    row("FSDP2 unsharded group + prefetched block", lambda x: (8 * x.largest_group + 2 * x.per_block) / tp)
+    row("full AC: saved block inputs of the microbatches in flight (SP)",
+        lambda x: 2 * x.blocks * microbatch * s * d / tp * in_flight[x.index])
+    row("full AC: one block recomputed (SP)", lambda x: 34 * microbatch * s * d / tp if x.blocks else 0)
+    row("logits + cross-entropy (last stage, loss parallel)", lambda x: 10 * microbatch * s * vocab / tp * x.last)
+    row("teacher weights bf16 (block k's stage only)", lambda x: 2 * teacher * x.holds_block_k)
+    row("teacher forward working set + its target for the step",
+        lambda x: (2 * local_batch * s * (2 * d_t + 3 * ffn_t) + 2 * local_batch * s * d_t) * x.holds_block_k)
+    row("alignment term per microbatch (SP)", lambda x: microbatch * s * (2 * d_t + 12 * d) / tp * x.holds_block_k)
+    row("CUDA context, NCCL, fragmentation (assumed)", lambda x: MemorySetup.overhead_gib * GIB)
+    return shares, rows
+
+
+def format_layout_estimate(model: str, flavor: str, teacher_config: dict[str, Any], teacher_name: str, gpus: int,
+                           tp: int, pp: int, student_layer: int, seq_len: int, local_batch: int,
+                           microbatch: int) -> str:
+    """Markdown: layout_estimate's table, a column per pipeline stage."""
+    spec = get_train_spec(model)
+    student = dataclasses.replace(spec.model_args[flavor], vocab_size=teacher_config["vocab_size"])
+    shares, rows = layout_estimate(student, teacher_config, gpus, tp, pp, student_layer, seq_len, local_batch,
+                                   microbatch, spec.model_cls)
+    header = " | ".join(
+        f"stage {x.index} ({x.blocks} blocks{', embedding' if x.first else ''}{', head' if x.last else ''}"
+        f"{', block k + teacher' if x.holds_block_k else ''}) GiB" for x in shares)
+    lines = [
+        f"{model} {flavor} (P = {sum(x.parameters for x in shares):,}) with {teacher_name} "
+        f"(P_T = {teacher_parameters(teacher_config):,}) on {gpus} GPUs: TP {tp} x PP {pp} x FSDP {gpus // (tp * pp)}, "
+        f"block k = {student_layer}, seq_len {seq_len}, local batch {local_batch} in microbatches of {microbatch}; "
+        "bf16 compute, full activation checkpointing, computed from shapes, not measured.",
+        "",
+        f"| per GPU | {header} |",
+        f"|---|{'---:|' * len(shares)}",
+    ]
+    for name, values in rows.items():
+        lines.append(f"| {name} | {' | '.join(f'{v:.2f}' for v in values)} |")
+    totals = [sum(values[i] for values in rows.values()) for i in range(len(shares))]
+    lines.append(f"| **total** | {' | '.join(f'**{t:.1f}**' for t in totals)} |")
+    headroom = " | ".join(f"{MemorySetup.gpu_capacity_gib - t:.1f}" for t in totals)
+    lines.append(f"| headroom on an 80 GB GPU | {headroom} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="let_llama", help="student spec ([model] name); dense students only")
@@ -229,12 +325,21 @@ def main() -> None:
     parser.add_argument("--signal", choices=("hidden", "logits"), default="hidden",
                         help="[let] signal: hidden = LET's alignment, logits = SALT/RKD distillation")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2], help="local batch sizes b")
+    parser.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (with --pp: a column per stage)")
+    parser.add_argument("--pp", type=int, default=1, help="pipeline-parallel degree (one stage per rank)")
+    parser.add_argument("--student-layer", type=int, default=7, help="block k (let.student_layer) for --tp/--pp")
+    parser.add_argument("--microbatch", type=int, default=1, help="pipeline microbatch size for --tp/--pp")
     args = parser.parse_args()
     if args.teacher_config is None:
         config, name = llama_3_2_1b_config(), "Llama-3.2-1B (tied embeddings)"
     else:
         config, name = json.loads(Path(args.teacher_config).read_text()), args.teacher_config
     try:
+        if args.tp > 1 or args.pp > 1:
+            print(format_layout_estimate(args.model, args.flavor, config, name, args.gpus, args.tp, args.pp,
+                                         args.student_layer, MemorySetup.seq_len, max(args.batch_sizes),
+                                         args.microbatch))
+            return
         print(format_estimate(args.model, args.flavor, config, name, MemorySetup(gpus=args.gpus),
                               tuple(args.batch_sizes), args.signal))
     except ValueError as error:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from let_components.student import student_args
+from let_components.student import Student, student_args
 from recipes.probes.memory import (
     MemorySetup,
     distillation_bytes,
@@ -100,3 +100,21 @@ def test_distillation_term_at_1_4b_adds_one_float32_copy_of_the_logits_plus_a_ch
             for signal in ("hidden", "logits")}
     assert "alignment term" not in rows["logits"] and "alignment term" in rows["hidden"]
     assert rows["logits"]["distillation term (KL)"] == pytest.approx(sum(added.values()) / 2**30)
+
+
+def test_the_layout_estimate_puts_the_teacher_on_block_ks_stage_only():
+    """TP x PP x FSDP: the stages' parameters add up to the student's (a meta build cut as torchtitan cuts it), the
+    teacher's rows are on block k's stage alone, and the head's logits on the last stage alone."""
+    from recipes.probes.memory import layout_estimate, stage_shares
+
+    student = dataclasses.replace(_student_7b(), vocab_size=128256)
+    shares = stage_shares(student, Student, pp=2, student_layer=20)
+    assert sum(share.parameters for share in shares) == student_parameters(student).total
+    assert [share.holds_block_k for share in shares] == [False, True] and [s.blocks for s in shares] == [16, 16]
+    _, rows = layout_estimate(student, llama_3_2_1b_config(), gpus=32, tp=2, pp=2, student_layer=20, seq_len=2048,
+                              local_batch=2, microbatch=1)
+    teacher = rows["teacher weights bf16 (block k's stage only)"]
+    assert teacher[0] == 0 and teacher[1] == pytest.approx(2 * 1_235_814_400 / 2**30)
+    assert rows["logits + cross-entropy (last stage, loss parallel)"][0] == 0
+    sharded = rows["weights + gradients + AdamW, fp32, sharded (16 P_stage / tp / dp)"]
+    assert sharded[1] == pytest.approx(16 * shares[1].parameters / 2 / 8 / 2**30)
