@@ -1,8 +1,11 @@
 """The config.json numbers of real HF Llama teachers: the memory estimate's default teacher (Llama-3.2-1B) and the
-shapes of the benchmark's random-weight teachers. Data only, so both tools read one table."""
+shapes of the benchmark's random-weight teachers, read off the one table a training run's dry run reads
+(let_components/teacher/shapes.py), so the tools and the dry run agree."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from let_components.teacher.shapes import TEACHER_CONFIGS
 
 from .hf_folder import hf_llama_config
 
@@ -26,14 +29,16 @@ class TeacherShape:
     def hf_config(self) -> dict[str, Any]:
         return hf_llama_config(**asdict(self), dtype="bfloat16")
 
+    @classmethod
+    def of(cls, name: str) -> "TeacherShape":
+        """The shape of a teacher of let_components/teacher/shapes.py's table (a llama)."""
+        config = TEACHER_CONFIGS[name]
+        return cls(**{field.name: config[field.name] for field in fields(cls) if field.name in config})
+
 
 TEACHER_SHAPES = {
-    "smollm-135m": TeacherShape(576, 1536, 30, 9, 3, 49152),
-    "llama-3.2-1b": TeacherShape(
-        2048, 8192, 16, 32, 8, 128256, rope_theta=500000.0, max_position_embeddings=131072,
-        rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 8192},
-    ),
+    "smollm-135m": TeacherShape.of("SmolLM-135M"),
+    "llama-3.2-1b": TeacherShape.of("Llama-3.2-1B"),
     # a tiny teacher in the project tokenizer's vocabulary: for CPU dry runs
     "debug": TeacherShape(128, 352, 2, 4, 4, 4096),
 }
