@@ -5,7 +5,7 @@ from dataclasses import replace
 from torchtitan.tools.logging import logger
 
 from ..config import LETConfigError
-from .loader import build_meta_teacher, check_weights
+from .loader import build_meta_teacher
 from .registry import TeacherOptions, resolve_layer
 from .source import TeacherSource
 
@@ -28,6 +28,6 @@ def check_teacher(source: TeacherSource, options: TeacherOptions, seq_key: str, 
         )
     if needed:
         model = build_meta_teacher(source.config, architecture, replace(options, backend=source.backend))
-        check_weights(source.path, source.config, architecture, model)
+        source.check_weights(architecture, model)
         if resuming:
             source.check_unchanged()

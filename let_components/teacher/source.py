@@ -21,9 +21,10 @@ from torchtitan.config import JobConfig
 from torchtitan.tools.logging import logger
 
 from ..config import once
+from ..dry_run import is_dry_run
 from ..tokens.tokenizers import TOKENIZER_FILES, has_tokenizer, read_tokenizer_once
 from .checkpoint import TEACHER_FINGERPRINT, check_teacher_unchanged, read_hf_config, teacher_fingerprint, text_config
-from .loader import load_teacher, teacher_architecture, teacher_backend
+from .loader import check_weights, load_teacher, teacher_architecture, teacher_backend
 from .registry import TeacherArchitecture, TeacherModel, TeacherOptions
 
 TEACHER_CONFIG_COPY = "let_teacher_config.json"
@@ -101,6 +102,10 @@ class TeacherSource:
                 (copy / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(Path(self.path) / name, copy / name)
 
+    def check_weights(self, architecture: TeacherArchitecture, model: torch.nn.Module) -> None:
+        """Every weight the module (built on meta) needs is in the folder, of its shape (loader.check_weights)."""
+        check_weights(self.path, self.config, architecture, model)
+
     def check_unchanged(self) -> None:
         """A run resumed while its teacher teaches must be taught by the teacher it started with."""
         check_teacher_unchanged(self.path, self.dump_folder)
@@ -112,9 +117,18 @@ class TeacherSource:
 
 def teacher_source(job_config: JobConfig) -> TeacherSource | None:
     """The run's teacher source, built once per job config (None without let.teacher_path: a baseline in its own
-    tokenizer)."""
+    tokenizer). A dry run whose teacher folder is not on this machine gets a stand-in of the teacher's shape
+    (stand_in.py); everything downstream reads it as it reads the folder."""
     let = getattr(job_config, "let", None)
     if let is None or not let.teacher_path:
         return None
-    return once(job_config, "teacher_source",
-                lambda: TeacherSource(let.teacher_path, Path(job_config.job.dump_folder), let.teacher_backend))
+    return once(job_config, "teacher_source", lambda: _build_source(job_config))
+
+
+def _build_source(job_config: JobConfig) -> TeacherSource:
+    let, dump_folder = job_config.let, Path(job_config.job.dump_folder)
+    if is_dry_run(job_config) and not (Path(let.teacher_path) / "config.json").is_file():
+        from .stand_in import StandInTeacherSource  # a subclass of TeacherSource (imports this module)
+
+        return StandInTeacherSource.of(let.teacher_path, dump_folder, let.teacher_backend)
+    return TeacherSource(let.teacher_path, dump_folder, let.teacher_backend)
