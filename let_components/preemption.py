@@ -19,6 +19,7 @@ from torchtitan.config import JobConfig
 from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
+from .dry_run import fake_world
 from .pipeline_loss import divide_loss_before_backward
 
 
@@ -27,7 +28,10 @@ class PreemptionFlag:
 
     def __init__(self) -> None:
         self.received = False
-        self._group = dist.new_group(backend="gloo") if dist.is_initialized() and dist.get_world_size() > 1 else None
+        # one process needs no collective: a single rank, or a dry run's process standing for every rank (the fake
+        # backend has no gloo side group to make)
+        one_process = not dist.is_initialized() or dist.get_world_size() == 1 or fake_world()
+        self._group = None if one_process else dist.new_group(backend="gloo")
         self._pending: tuple[dist.Work, torch.Tensor] | None = None
         signal.signal(signal.SIGTERM, self._on_signal)
 

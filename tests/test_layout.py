@@ -13,6 +13,7 @@ PACKAGE = REPO / "let_components"
 LAYERS = [
     {"schedule", "platform"},
     {"config"},
+    {"dry_run"},
     {"registry", "record", "guard", "pipeline_loss", "validate", "data"},
     {"preemption"},
     {"tokens"},
