@@ -8,11 +8,14 @@ grouped-mm kernels.
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
+from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.models.deepseek_v3 import get_train_spec as deepseek_v3_train_spec
 from torchtitan.models.deepseek_v3.model.args import DeepSeekV3ModelArgs
 from torchtitan.models.deepseek_v3.model.model import DeepSeekV3Model
 from torchtitan.models.deepseek_v3.model.state_dict_adapter import DeepSeekV3StateDictAdapter
 from torchtitan.models.moe import MoEArgs
+from torchtitan.protocols.model import AttentionMasksType
 from torchtitan.protocols.train_spec import TrainSpec
 
 from .spec import DropProjectionAdapterMixin, ProjectionMixin, StudentArgsMixin, student_train_spec
@@ -28,6 +31,14 @@ class DeepSeekV3StudentArgs(StudentArgsMixin, DeepSeekV3ModelArgs):
 
 class DeepSeekV3Student(ProjectionMixin, DeepSeekV3Model):
     """torchtitan's DeepSeekV3Model plus the optional LET projection."""
+
+    def get_attention_masks(self, input_batch: torch.Tensor, tokenizer: BaseTokenizer,
+                            extra_inputs: dict[str, torch.Tensor] | None = None) -> AttentionMasksType:
+        """torchtitan's validator asks every model for masks and takes a TypeError as "none": llama3's raises it for
+        SDPA, deepseek_v3's builds flex masks anyway and its SDPA attention then asserts on them at validation."""
+        if self.model_args.attn_type == "sdpa":
+            raise TypeError("SDPA attention takes no attention masks")
+        return super().get_attention_masks(input_batch, tokenizer, extra_inputs)
 
 
 class DeepSeekV3StudentStateDictAdapter(DropProjectionAdapterMixin, DeepSeekV3StateDictAdapter):
