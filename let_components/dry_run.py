@@ -53,6 +53,13 @@ def fake_world() -> bool:
     return dist.is_initialized() and dist.get_backend() == "fake"
 
 
+def data_rank(dp_rank: int) -> int:
+    """The data-parallel rank a dataloader shards by. Under comm.mode = "local_tensor" torchtitan hands a symbolic
+    int holding every simulated rank's value, which the datasets library cannot shard with; torchtitan 0.2.2 builds
+    and never steps in that mode, so rank 0's pipeline stands for all."""
+    return dp_rank if isinstance(dp_rank, int) else 0
+
+
 def _given(args: Sequence[str], key: str) -> bool:
     """Whether the command line sets `key` (a flag wins over the dry run's default)."""
     return any(arg == f"--{key}" or arg.startswith(f"--{key}=") for arg in args)
@@ -83,13 +90,21 @@ def adapt(job_config: JobConfig, args: Sequence[str], defaults: DryRunDefaults =
         training.steps = max(defaults.steps, let.stop_step + 2 if let is not None else 0)
     teacher = f", the teacher teaching steps 1..{let.stop_step}" if let is not None and let.enable else ""
     say(f"training.steps={training.steps}{teacher} (flags --training.steps and --let.stop_step set others)")
+    if job_config.comm.mode == "local_tensor" and job_config.validation.enable:
+        job_config.validation.enable = False
+        say("validation.enable=true -> false (torchtitan 0.2.2 builds and never steps under local_tensor)")
     if job_config.checkpoint.enable:
         job_config.checkpoint.enable = False
         say("checkpoint.enable=true -> false (rank 0's shard alone is no checkpoint)")
     _use_sample_corpus(job_config, say)
     if not torch.accelerator.is_available():
         _short_cpu_steps(job_config, args, world, defaults, say)
-    say(f"{job_config.comm.mode} with {world} ranks, this process rank 0; it cannot show {CANNOT_SHOW}")
+    ranks = f"{world} rank{'s' * (world != 1)}"
+    if job_config.comm.mode == "local_tensor":
+        say(f"local_tensor simulates {ranks} in this process; torchtitan 0.2.2 only builds in that mode (no step, no "
+            "memory report): COMM_MODE=fake_backend steps rank 0")
+    else:
+        say(f"fake_backend with {ranks}, this process rank 0; it cannot show {CANNOT_SHOW}")
 
 
 def _use_sample_corpus(job_config: JobConfig, say) -> None:
@@ -118,13 +133,13 @@ def _short_cpu_steps(job_config: JobConfig, args: Sequence[str], world: int, def
         say(f"validation.steps={validation.steps} -> 1 on a CPU (torchtitan validates at step 1)")
         validation.steps = 1
     local = training.local_batch_size * batch_degree(job_config, world)
+    if training.global_batch_size > 0 and training.global_batch_size % local:
+        raise LETConfigError(
+            f"training.global_batch_size={training.global_batch_size}: must be a multiple of "
+            f"training.local_batch_size x data-parallel degree = {training.local_batch_size} x "
+            f"{local // training.local_batch_size} = {local} at {world} ranks"
+        )
     if training.global_batch_size > 0 and not _given(args, "training.global_batch_size"):
-        if training.global_batch_size % local:
-            raise LETConfigError(
-                f"training.global_batch_size={training.global_batch_size}: must be a multiple of "
-                f"training.local_batch_size x data-parallel degree = {training.local_batch_size} x "
-                f"{local // training.local_batch_size} = {local} at {world} ranks"
-            )
         say(f"training.global_batch_size={training.global_batch_size} -> {local} on a CPU (1 micro-batch per step "
             f"instead of {training.global_batch_size // local}; {training.global_batch_size} divides as it must)")
         training.global_batch_size = local

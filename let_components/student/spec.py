@@ -30,6 +30,7 @@ from torchtitan.protocols.train_spec import BaseModelArgs, TrainSpec
 
 from .. import platform
 from ..config import LETConfigError, Student, valid_choices
+from ..dry_run import data_rank
 from ..teacher import teacher_source
 from ..tokens import build_dataloader, token_alignment
 from ..tokens.tokenizers import student_tokenizer
@@ -136,7 +137,8 @@ def build_student_tokenizer(job_config: JobConfig) -> BaseTokenizer:
 def build_student_dataloader(dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig,
                              infinite: bool = True) -> ParallelAwareDataloader:
     """TrainSpec hook: torchtitan's text dataloader, or the token alignment's while LET is on."""
-    return build_dataloader(dp_world_size, dp_rank, tokenizer, job_config, infinite, teacher_source(job_config))
+    return build_dataloader(dp_world_size, data_rank(dp_rank), tokenizer, job_config, infinite,
+                            teacher_source(job_config))
 
 
 def student_train_spec(
