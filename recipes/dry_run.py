@@ -117,16 +117,15 @@ def config_shape(job_config: JobConfig) -> tuple[int, int]:
                                                                               job_config.training.local_batch_size)
 
 
-def estimate(trainer: Trainer, job_config: JobConfig, world: int) -> tuple[list[MemoryItem], MemorySetup, int] | str:
+def estimate(job_config: JobConfig, world: int, term: object | None) -> tuple[list[MemoryItem], MemorySetup, int] | str:
     """recipes.probes.memory's rows for this config at its own seq_len and local batch on `world` GPUs, or why
-    there is none."""
+    there is none; `term`: the teacher term the run built (None: a baseline, no teacher rows)."""
     teacher = teacher_source(job_config)
     if teacher is None:
         return "no estimate: the config names no teacher, whose vocabulary the estimate needs"
     spec, args = _student_args(job_config)
     seq_len, batch = config_shape(job_config)
     setup = MemorySetup(gpus=world, seq_len=seq_len)
-    term = getattr(trainer, "term", None)
     # the estimate's term row for the term this run built (logit distillation's differs from the alignment's)
     signal = "logits" if isinstance(term, DistillationTerm) else "hidden"
     try:
@@ -165,13 +164,14 @@ def format_report(measured: Measured, estimated: tuple[list[MemoryItem], MemoryS
                     "bf16)")
     counted = sum(row(prefix) for _, _, prefix in shown) + (row("teacher weights") if measured.teacher else 0)
     whole = total(items)[batch]
+    term = "the teacher's term, " if measured.teacher is not None else ""
     rest = whole - counted
     verdict = (f"{setup.gpu_capacity_gib - whole:.1f} GiB headroom" if whole <= setup.gpu_capacity_gib
                else f"{whole - setup.gpu_capacity_gib:.1f} GiB over")
     return (
         f"rank 0's memory after step {step}, measured (estimate for {setup.gpus} GPUs, seq_len {setup.seq_len}, "
         f"local batch {batch}, bf16, full activation checkpointing): {', '.join(rows)}; not measured here: FSDP "
-        f"buffers, activations, logits, the teacher's term, overhead (estimate {_size(rest)}); estimate total "
+        f"buffers, activations, logits, {term}overhead (estimate {_size(rest)}); estimate total "
         f"{whole:.1f} GiB per GPU: {verdict} on an 80 GB card ({setup.gpu_capacity_gib} GiB)"
     )
 
@@ -183,7 +183,8 @@ def report_after_first_step(trainer: Trainer, job_config: JobConfig) -> None:
 
     def report(*_) -> None:
         handle.remove()
-        line = format_report(measure(trainer), estimate(trainer, job_config, world), trainer.step)
+        line = format_report(measure(trainer), estimate(job_config, world, getattr(trainer, "term", None)),
+                             trainer.step)
         logger.info(f"[LET] dry run: {line}")
 
     handle = trainer.optimizers.register_step_post_hook(report)

@@ -92,3 +92,17 @@ def test_one_process_reads_its_own_flag_at_once():
     os.kill(os.getpid(), signal.SIGTERM)
     assert flag.agreed()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_a_dry_run_process_needs_no_side_group():
+    """Under the fake backend one process stands for every rank: no gloo group (which that backend cannot make),
+    and the flag is this process's own, read at once."""
+    dist.init_process_group("fake", rank=0, world_size=8)
+    try:
+        flag = PreemptionFlag()
+        assert flag._group is None and not flag.agreed()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert flag.agreed()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        dist.destroy_process_group()
