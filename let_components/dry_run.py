@@ -90,6 +90,8 @@ def adapt(job_config: JobConfig, args: Sequence[str], defaults: DryRunDefaults =
         training.steps = max(defaults.steps, let.stop_step + 2 if let is not None else 0)
     teacher = f", the teacher teaching steps 1..{let.stop_step}" if let is not None and let.enable else ""
     say(f"training.steps={training.steps}{teacher} (flags --training.steps and --let.stop_step set others)")
+    if job_config.metrics.log_freq > 1 and not _given(args, "metrics.log_freq"):
+        job_config.metrics.log_freq = 1  # a line per step: the teacher's step and the plain ones after it
     if job_config.comm.mode == "local_tensor" and job_config.validation.enable:
         job_config.validation.enable = False
         say("validation.enable=true -> false (torchtitan 0.2.2 builds and never steps under local_tensor)")
