@@ -87,18 +87,3 @@ def test_hf_init_refuses_a_parameter_it_has_no_rule_for():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Conv1d(4, 4, 1))
     with pytest.raises(LETConfigError, match=r"no hf rule for 1\.weight, 1\.bias"):
         hf_init_(model, n_layers=1)
-
-
-def test_the_moe_student_asks_for_no_attention_masks_with_sdpa():
-    """torchtitan's validator asks every model for masks and reads a TypeError as "none": deepseek_v3 built flex
-    masks anyway, and its SDPA attention asserted on them at the first validation."""
-    from torchtitan.protocols.train_spec import get_train_spec
-
-    spec = get_train_spec("let_deepseek_v3")
-    args = copy.deepcopy(spec.model_args["debugmodel"])
-    args.update_from_config(parse_config("train_configs/let_deepseek_v3_debug.toml"))
-    with torch.device("meta"):
-        model = spec.model_cls(args)
-    assert model.model_args.attn_type == "sdpa"
-    with pytest.raises(TypeError):
-        model.get_attention_masks(torch.zeros(1, 8, dtype=torch.long), tokenizer=None)
