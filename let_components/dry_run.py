@@ -81,6 +81,13 @@ def adapt(job_config: JobConfig, args: Sequence[str], defaults: DryRunDefaults =
         return
     world = int(os.environ.get("NGPU", "1"))
     training, let = job_config.training, getattr(job_config, "let", None)
+    stages = job_config.parallelism.pipeline_parallel_degree
+    if stages > 1:
+        raise LETConfigError(
+            f"parallelism.pipeline_parallel_degree={stages}: a dry run cannot step a pipeline (its stages send each "
+            "other tensor shapes point to point, which the fake backend answers with placeholders); a PP layout's "
+            f"memory per stage: python -m recipes.probes.memory --pp {stages}"
+        )
     say = lambda what: logger.info(f"[LET] dry run: {what}")  # noqa: E731
     job_config.job.dump_folder = str(Path(job_config.job.dump_folder) / DRY_RUN_FOLDER)
     say(f"writes to job.dump_folder='{job_config.job.dump_folder}'")

@@ -123,6 +123,10 @@ def estimate(job_config: JobConfig, world: int, term: object | None) -> tuple[li
     teacher = teacher_source(job_config)
     if teacher is None:
         return "no estimate: the config names no teacher, whose vocabulary the estimate needs"
+    parallelism = job_config.parallelism
+    tp, pp = parallelism.tensor_parallel_degree, parallelism.pipeline_parallel_degree
+    if tp > 1 or pp > 1:  # this estimate is FSDP's; a TP x PP layout's is per stage
+        return f"no estimate here for TP {tp} x PP {pp} (python -m recipes.probes.memory --tp {tp} --pp {pp})"
     spec, args = _student_args(job_config)
     seq_len, batch = config_shape(job_config)
     setup = MemorySetup(gpus=world, seq_len=seq_len)

@@ -142,6 +142,12 @@ def test_a_global_batch_that_does_not_divide_over_the_world_is_one_line(tmp_path
         _dry("train_configs/let_7b.toml", tmp_path, "--training.global_batch_size", "500")
 
 
+def test_a_pipeline_is_refused_in_one_line(tmp_path, fake_world):
+    with pytest.raises(LETConfigError, match=r"parallelism\.pipeline_parallel_degree=2: a dry run cannot step a "
+                                             r"pipeline .* python -m recipes\.probes\.memory --pp 2"):
+        _dry("train_configs/let_7b.toml", tmp_path, "--parallelism.pipeline_parallel_degree", "2")
+
+
 def test_without_a_fake_backend_nothing_changes(tmp_path):
     args = ["--job.dump_folder", str(tmp_path)]
     job_config = parse_config("train_configs/let_7b.toml", *args)

@@ -66,3 +66,10 @@ def test_local_tensor_is_refused_where_every_ranks_shard_cannot_fit(tmp_path, mo
     debug = parse_config("train_configs/let_debug.toml", "--job.dump_folder", str(tmp_path), "--comm.mode",
                          "local_tensor")
     check_local_tensor_fits(debug, 2)
+
+
+def test_a_tensor_parallel_layout_points_at_the_per_stage_estimate(tmp_path):
+    job_config = parse_config("train_configs/let_7b.toml", "--job.dump_folder", str(tmp_path), *FAKE,
+                              "--parallelism.tensor_parallel_degree", "2")
+    assert estimate(job_config, 32, term=object()) == (
+        "no estimate here for TP 2 x PP 1 (python -m recipes.probes.memory --tp 2 --pp 1)")
