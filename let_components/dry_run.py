@@ -60,6 +60,11 @@ def data_rank(dp_rank: int) -> int:
     return dp_rank if isinstance(dp_rank, int) else 0
 
 
+def say(what: str) -> None:
+    """One line of what the dry run changed or cannot show."""
+    logger.info(f"[LET] dry run: {what}")
+
+
 def _given(args: Sequence[str], key: str) -> bool:
     """Whether the command line sets `key` (a flag wins over the dry run's default)."""
     return any(arg == f"--{key}" or arg.startswith(f"--{key}=") for arg in args)
@@ -88,7 +93,6 @@ def adapt(job_config: JobConfig, args: Sequence[str], defaults: DryRunDefaults =
             "other tensor shapes point to point, which the fake backend answers with placeholders); a PP layout's "
             f"memory per stage: python -m recipes.probes.memory --pp {stages}"
         )
-    say = lambda what: logger.info(f"[LET] dry run: {what}")  # noqa: E731
     job_config.job.dump_folder = str(Path(job_config.job.dump_folder) / DRY_RUN_FOLDER)
     say(f"writes to job.dump_folder='{job_config.job.dump_folder}'")
     if let is not None and not _given(args, "let.stop_step"):
@@ -105,9 +109,9 @@ def adapt(job_config: JobConfig, args: Sequence[str], defaults: DryRunDefaults =
     if job_config.checkpoint.enable:
         job_config.checkpoint.enable = False
         say("checkpoint.enable=true -> false (rank 0's shard alone is no checkpoint)")
-    _use_sample_corpus(job_config, say)
+    _use_sample_corpus(job_config)
     if not torch.accelerator.is_available():
-        _short_cpu_steps(job_config, args, world, defaults, say)
+        _short_cpu_steps(job_config, args, world, defaults)
     ranks = f"{world} rank{'s' * (world != 1)}"
     if job_config.comm.mode == "local_tensor":
         say(f"local_tensor simulates {ranks} in this process; torchtitan 0.2.2 only builds in that mode (no step, no "
@@ -116,7 +120,7 @@ def adapt(job_config: JobConfig, args: Sequence[str], defaults: DryRunDefaults =
         say(f"fake_backend with {ranks}, this process rank 0; it cannot show {CANNOT_SHOW}")
 
 
-def _use_sample_corpus(job_config: JobConfig, say) -> None:
+def _use_sample_corpus(job_config: JobConfig) -> None:
     """The data: the bundled sample corpus (a dry run needs no network and no data folder)."""
     for section, name in ((job_config.training, "sample_corpus"), (job_config.validation, "sample_corpus_validation")):
         key = "training" if section is job_config.training else "validation"
@@ -125,11 +129,11 @@ def _use_sample_corpus(job_config: JobConfig, say) -> None:
             section.dataset, section.dataset_path = name, None
 
 
-def _short_cpu_steps(job_config: JobConfig, args: Sequence[str], world: int, defaults: DryRunDefaults, say) -> None:
+def _short_cpu_steps(job_config: JobConfig, args: Sequence[str], world: int, defaults: DryRunDefaults) -> None:
     """On a CPU: windows of cpu_seq_len tokens and one micro-batch per step (rank 0 computes at full width), after
     checking the config's own global batch divides as it must on `world` ranks."""
     training = job_config.training
-    if not _given(args, "training.seq_len"):
+    if training.seq_len > defaults.cpu_seq_len and not _given(args, "training.seq_len"):
         say(f"training.seq_len={training.seq_len} -> {defaults.cpu_seq_len} on a CPU (activations at "
             f"{training.seq_len}: the memory estimate)")
         training.seq_len = defaults.cpu_seq_len
@@ -148,7 +152,7 @@ def _short_cpu_steps(job_config: JobConfig, args: Sequence[str], world: int, def
             f"training.local_batch_size x data-parallel degree = {training.local_batch_size} x "
             f"{local // training.local_batch_size} = {local} at {world} ranks"
         )
-    if training.global_batch_size > 0 and not _given(args, "training.global_batch_size"):
+    if training.global_batch_size > local and not _given(args, "training.global_batch_size"):
         say(f"training.global_batch_size={training.global_batch_size} -> {local} on a CPU (1 micro-batch per step "
             f"instead of {training.global_batch_size // local}; {training.global_batch_size} divides as it must)")
         training.global_batch_size = local
