@@ -102,6 +102,20 @@ def test_let_1_4b_steps_at_8_fake_ranks_through_the_teachers_release(tmp_path):
     assert not (tmp_path / "let_teacher_config.json").exists()  # the real dump folder is left alone
 
 
+def test_the_guard_the_caught_up_rule_and_the_record_run_under_the_fake_backend(tmp_path):
+    """The package's own collectives (the non-finite guard's all-reduce, the caught-up rule's per-byte sums, the
+    preemption flag) and files (let_run.json) at 2 fake ranks, validation included."""
+    result = run_train("--job.config_file", "train_configs/let_debug.toml", "--job.dump_folder", str(tmp_path),
+                       "--let.stop_when", "caught_up", "--let.caught_up_every", "1", "--let.caught_up_window", "1",
+                       "--let.stop_step", "2", ngpu=2, env={"COMM_MODE": "fake_backend"})
+    log = result.stdout
+    assert result.returncode == 0, log[-4000:]
+    assert [int(step) for step in re.findall(r"\[LET\] step:\s+(\d+)\s+caught-up check", log)] == [1, 2]
+    assert "teaching finished after step 2: teacher released" in log and re.search(r"step:\s+4\s.*loss", log)
+    assert re.search(r"validate step:\s+1\s", log)
+    assert json.loads((tmp_path / "dry_run" / "let_run.json").read_text())["stop_step"] == 2
+
+
 @pytest.fixture
 def fake_world(monkeypatch):
     monkeypatch.setenv("NGPU", "32")
