@@ -16,6 +16,7 @@ from torch import nn
 from let_components.config import LETConfigError
 from let_components.pipeline_loss import ScheduleLoss, divide_loss_before_backward
 from let_components.student.pipeline import pipeline_student
+from tests.support.config import parse_config
 from tests.support.parallel import ONE_PROCESS, ParallelEquality, pipeline, tensor_parallel
 from tests.support.runs import SHORT_RUN
 
@@ -89,14 +90,25 @@ def test_schedule_loss_divides_only_inside_a_training_step():
     torch.testing.assert_close(loss(pred, labels), summed)
 
 
-def test_pipelining_refuses_a_learned_projection_it_would_drop():
-    """torchtitan's split sets unnamed root modules to None in every stage: a LET projection would vanish."""
+def test_the_learned_projection_travels_with_block_k_into_its_stage():
+    """torchtitan's split sets unnamed root modules to None in every stage: without its name in block k's stage a
+    LET projection would vanish. A baseline (no projection) gets the family's split untouched."""
+    from let_components.student.pipeline import with_projection
+
     calls = []
-    pipeline = pipeline_student(lambda *args: calls.append(args) or "split")
-    baseline, projected = nn.Module(), nn.Module()
-    baseline.let_projection, projected.let_projection = None, nn.Linear(4, 4)
-    assert pipeline(baseline, *[None] * 6) == "split" and len(calls) == 1
-    with pytest.raises(LETConfigError, match="let_projection"):
-        pipeline(projected, *[None] * 6)
-    assert len(calls) == 1
+    pipeline = pipeline_student(lambda model, parallel_dims, job_config, *rest: calls.append(job_config) or "split")
+    baseline = nn.Module()
+    baseline.let_projection = None
+    config = parse_config("train_configs/let_debug.toml", "--parallelism.pipeline_parallel_degree", "2")
+    assert pipeline(baseline, SimpleNamespace(pp=2), config, None, SimpleNamespace(n_layers=6), None, None) == "split"
+    assert calls[-1] is config
+    projected = nn.Module()
+    projected.let_projection = nn.Linear(4, 4)
+    pipeline(projected, SimpleNamespace(pp=2), config, None, SimpleNamespace(n_layers=6), None, None)
+    parts = calls[-1].parallelism.module_fqns_per_model_part
+    assert parts == [["tok_embeddings", "layers.0", "layers.1", "layers.2", "let_projection"],
+                     ["layers.3", "layers.4", "layers.5", "norm", "output"]]
+    assert config.parallelism.module_fqns_per_model_part is None  # the shared config is left as it was
+    with pytest.raises(LETConfigError, match="let.student_layer=9: no pipeline stage holds layers.9"):
+        with_projection(parts, 9)
     assert pipeline_student(None) is None  # a family without pipelining (qwen3) stays without
