@@ -263,6 +263,7 @@ def layout_estimate(student: BaseModelArgs, teacher_config: dict[str, Any], gpus
     if dp * tp * pp != gpus:
         raise ValueError(f"--gpus {gpus} is not a multiple of --tp {tp} x --pp {pp}")
     shares = stage_shares(student, model_cls, pp, student_layer)
+    microbatch = microbatch if pp > 1 else local_batch  # no pipeline: the local batch is one micro-batch
     s, d, vocab = seq_len, student.dim, student.vocab_size
     d_t, ffn_t = teacher_config["hidden_size"], teacher_config["intermediate_size"]
     teacher = teacher_parameters(teacher_config)
