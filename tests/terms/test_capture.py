@@ -62,7 +62,7 @@ def _alignment_gradients(tied: bool, world_size: int) -> dict:
             calls.append(module)
             super()._keep(module, args, output)
 
-    capture = CountingCapture(model, K)
+    capture = CountingCapture([model], K)
     torch.manual_seed(dist.get_rank())
     tokens = torch.randint(0, 256, (2, 16))
     with capture.capturing():
