@@ -57,13 +57,13 @@ class LETTrainer(PreemptibleTrainer):
 
     def train_step(self, data_iterator: Iterator[Batch]) -> None:
         self.teaching, self.weight = self.stop_rule.teaches(self.step), self.stop_rule.weight(self.step)
-        if self.teaching and self.teacher_here:
-            self.teacher.load(self.step)
-        elif self.teacher.release(self.step):
-            self.token_map.stop_data(self.dataloader)
         if not self.teaching:
+            if self.teacher.release(self.step):  # the step it leaves: its side of the data stops too
+                self.token_map.stop_data(self.dataloader)
             super().train_step(data_iterator)
         else:
+            if self.teacher_here:  # under PP, the ranks whose stages hold the term's student side
+                self.teacher.load(self.step)
             microbatches = [next(data_iterator) for _ in range(self.gradient_accumulation_steps)]
             self.token_map.begin_step(microbatches, self.parallel_dims, self.device)
             self._term_sums: torch.Tensor | float = 0.0

@@ -22,6 +22,8 @@ from tests.support.parallel import (
     pipeline,
 )
 from tests.support.runs import SHORT_RUN, train_ok
+from tests.support.teachers import save_llama
+from tests.support.tokenizers import save_qwen_tokenizer
 
 LOSS, GRAD_NORM = BASELINE_TAGS
 TOLERANCES = {LOSS: 1e-4, GRAD_NORM: 1e-4}
@@ -51,9 +53,17 @@ def assert_let_equal(runs: ParallelEquality, layout: Layout, term: dict[str, flo
 
 @pytest.fixture(scope="module")
 def interpolate(tmp_path_factory) -> ParallelEquality:
-    runs = ParallelEquality(tmp_path_factory.mktemp("pipeline_let"), "train_configs/let_debug.toml", *SHAPES,
-                            global_batch=4, steps=4)
-    runs.start(ONE_PROCESS_FIRST, GPIPE_FIRST, INTERLEAVED_FIRST, ONE_PROCESS_LOGITS, GPIPE_LOGITS)
+    """The debug LET run in every layout of this file but the linear one (one student shape, one seed); a teacher
+    of another tokenizer aligned by bytes among them."""
+    folder = tmp_path_factory.mktemp("pipeline_let")
+    teacher = save_llama(folder / "qwen_teacher", tokenizer_dir=save_qwen_tokenizer(folder / "qwen", vocab_size=512),
+                         vocab_size=512)
+    bytes_args = ("--let.token_alignment", "bytes", "--model.hf_assets_path", "./assets/tokenizer",
+                  "--let.teacher_path", str(teacher), *SECOND_STAGE)
+    runs = ParallelEquality(folder, "train_configs/let_debug.toml", *SHAPES, global_batch=4, steps=4)
+    runs.bytes = (Layout("one process bytes", args=bytes_args),
+                  Layout("PP=2 GPipe bytes", ngpu=2, microbatch_size=1, args=(*pipeline("GPipe").args, *bytes_args)))
+    runs.start(ONE_PROCESS_FIRST, GPIPE_FIRST, INTERLEAVED_FIRST, ONE_PROCESS_LOGITS, GPIPE_LOGITS, *runs.bytes)
     yield runs
     runs.close()
 
@@ -92,6 +102,13 @@ def test_interleaved_stages(interpolate):
 def test_logits_on_the_last_stage(interpolate):
     """signal = "logits" (SALT's mix): the teacher runs on the last stage, the CE keeps weight 1 - lambda there."""
     assert_let_equal(interpolate, GPIPE_LOGITS, DISTILLATION_TOLERANCES, ONE_PROCESS_LOGITS)
+
+
+def test_a_teacher_of_another_tokenizer_on_the_second_stage(interpolate):
+    """token_alignment = "bytes", block 4 on the second stage: the first stage never loads the teacher, but its
+    dataloader keeps the teacher's side of the data (the global count of teacher targets is every rank's)."""
+    one_process, gpipe = interpolate.bytes
+    assert_let_equal(interpolate, gpipe, ALIGNMENT_TOLERANCES, one_process)
 
 
 def test_a_resume_mid_alignment_under_pp_reproduces_the_uninterrupted_run(interpolate, tmp_path):
