@@ -12,21 +12,12 @@ import shutil
 
 import pytest
 
-from tests.support.parallel import (
-    BASELINE_TAGS,
-    LET_TAGS,
-    ONE_PROCESS,
-    Layout,
-    ParallelEquality,
-    data_parallel,
-    max_differences,
-)
+from tests.support import parallel
+from tests.support.parallel import ONE_PROCESS, Layout, ParallelEquality, bytes_aligned_args, max_differences
 from tests.support.runs import SHORT_RUN, train_ok
-from tests.support.teachers import save_llama
-from tests.support.tokenizers import save_qwen_tokenizer
 
-LOSS, GRAD_NORM = BASELINE_TAGS
-ALIGNMENT, COSINE = LET_TAGS
+LOSS, GRAD_NORM = parallel.BASELINE_TAGS
+ALIGNMENT, COSINE = parallel.LET_TAGS
 TOLERANCES = {LOSS: 1e-4, GRAD_NORM: 1e-3}
 """Largest allowed |TP - one process| per step. The gradient norm's is torch's float32 CPU `norm` over sharded
 against whole tensors (tests/test_parallel_baseline.py: 2e-4 at equal gradients)."""
@@ -50,7 +41,7 @@ CAUGHT_UP_TAGS = {"let/student_bits_per_byte": 1e-5, "let/teacher_bits_per_byte"
 TP_INTERPOLATE = Layout("TP=2 interpolate", ngpu=2, args=(*TP, *SAVING))
 ONE_PROCESS_LOGITS = Layout("one process logits", args=LOGITS)
 TP_LOGITS = Layout("TP=2 logits", ngpu=2, args=(*TP, *LOGITS))
-FSDP = data_parallel()
+FSDP = parallel.data_parallel()
 FSDP_TP = Layout("FSDP=2 x TP=2", ngpu=4, dp=2, args=TP)
 
 
@@ -59,10 +50,7 @@ def interpolate(tmp_path_factory) -> ParallelEquality:
     """The debug LET run (projection = interpolate; logits distillation, and a teacher of another tokenizer aligned
     by bytes with the caught-up rule, from the same student weights) in every layout."""
     folder = tmp_path_factory.mktemp("parallel_let")
-    teacher = save_llama(folder / "qwen_teacher", tokenizer_dir=save_qwen_tokenizer(folder / "qwen", vocab_size=512),
-                         vocab_size=512)
-    bytes_args = ("--let.token_alignment", "bytes", "--model.hf_assets_path", "./assets/tokenizer",
-                  "--let.teacher_path", str(teacher), *CAUGHT_UP)
+    bytes_args = (*bytes_aligned_args(folder), *CAUGHT_UP)
     runs = ParallelEquality(folder, "train_configs/let_debug.toml", *SHAPES, global_batch=4, steps=4)
     runs.bytes = Layout("one process bytes", args=bytes_args), Layout("TP=2 bytes", ngpu=2, args=(*TP, *bytes_args))
     runs.start(ONE_PROCESS, TP_INTERPOLATE, ONE_PROCESS_LOGITS, TP_LOGITS, *runs.bytes, FSDP, FSDP_TP)

@@ -18,12 +18,11 @@ from tests.support.parallel import (
     ONE_PROCESS,
     Layout,
     ParallelEquality,
+    bytes_aligned_args,
     max_differences,
     pipeline,
 )
 from tests.support.runs import SHORT_RUN, train_ok
-from tests.support.teachers import save_llama
-from tests.support.tokenizers import save_qwen_tokenizer
 
 LOSS, GRAD_NORM = BASELINE_TAGS
 TOLERANCES = {LOSS: 1e-4, GRAD_NORM: 1e-4}
@@ -56,10 +55,7 @@ def interpolate(tmp_path_factory) -> ParallelEquality:
     """The debug LET run in every layout of this file but the linear one (one student shape, one seed); a teacher
     of another tokenizer aligned by bytes among them."""
     folder = tmp_path_factory.mktemp("pipeline_let")
-    teacher = save_llama(folder / "qwen_teacher", tokenizer_dir=save_qwen_tokenizer(folder / "qwen", vocab_size=512),
-                         vocab_size=512)
-    bytes_args = ("--let.token_alignment", "bytes", "--model.hf_assets_path", "./assets/tokenizer",
-                  "--let.teacher_path", str(teacher), *SECOND_STAGE)
+    bytes_args = (*bytes_aligned_args(folder), *SECOND_STAGE)
     runs = ParallelEquality(folder, "train_configs/let_debug.toml", *SHAPES, global_batch=4, steps=4)
     runs.bytes = (Layout("one process bytes", args=bytes_args),
                   Layout("PP=2 GPipe bytes", ngpu=2, microbatch_size=1, args=(*pipeline("GPipe").args, *bytes_args)))

@@ -87,6 +87,19 @@ def data_parallel(degree: int = 2) -> Layout:
     return Layout(f"FSDP={degree}", ngpu=degree, dp=degree)
 
 
+def bytes_aligned_args(folder: Path) -> tuple[str, ...]:
+    """Arguments for a teacher of another tokenizer (a tiny random Llama in a 512-token Qwen-style vocabulary, saved
+    under `folder`) aligned by bytes to the debug student in the project's own tokenizer: the student's shape is the
+    default one's, so the runs share its seed checkpoint."""
+    from tests.support.teachers import save_llama
+    from tests.support.tokenizers import save_qwen_tokenizer
+
+    teacher = save_llama(folder / "qwen_teacher", tokenizer_dir=save_qwen_tokenizer(folder / "qwen", vocab_size=512),
+                         vocab_size=512)
+    return ("--let.token_alignment", "bytes", "--model.hf_assets_path", "./assets/tokenizer", "--let.teacher_path",
+            str(teacher))
+
+
 def max_differences(reference: Path, run: Path, tags: Iterable[str], steps: Iterable[int]) -> dict[str, float]:
     """tag -> the largest |run - reference| over `steps` (both runs must have logged every one of them)."""
     steps = list(steps)
