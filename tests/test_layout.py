@@ -28,7 +28,7 @@ LAYERS = [
 OWNERS = {"signal": ("let_components/terms/",),
           "token_alignment": ("let_components/tokens/",),
           "stop_when": ("let_components/stop/",),
-          "teacher_path": ("let_components/teacher/source.py",)}
+          "teacher_path": ("let_components/teacher/run_source.py",)}
 """A [let] key -> where it may be read: each decision has one owner, everyone else is handed its answer."""
 
 PRESENCE = ("teaches", "needed_after")

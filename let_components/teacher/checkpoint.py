@@ -30,22 +30,6 @@ def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
         raise LETConfigError(f"let.teacher_path='{path}': config.json is not valid JSON ({error})") from None
 
 
-TEXT_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers")
-"""The text model's settings every teacher reader needs, under the names transformers gives them."""
-
-
-def text_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The text model's settings of a teacher's config.json, read here by every reader of its width, depth and
-    vocabulary: the top level where it names them (every native family), else transformers' own reading of it - a
-    multimodal model's `text_config` (Gemma 3's `model_type: gemma3`) with the defaults a saved sub-config leaves
-    out, or other names for the same settings (GPT-2's n_embd, n_layer)."""
-    if "text_config" not in config and all(key in config for key in TEXT_KEYS):
-        return config
-    from .transformers_backend import text_settings  # only the transformers backend builds such models
-
-    return text_settings(config)
-
-
 def rope_config(config: dict[str, Any]) -> dict[str, Any]:
     """RoPE settings from either config.json style.
 

@@ -9,7 +9,8 @@ from torchtitan.tools import utils
 from ..config import LETConfigError
 from .checkpoint import load_hf_state_dict, read_hf_config, weight_shapes
 from .registry import TEACHER_ARCHITECTURES, TeacherArchitecture, TeacherModel, TeacherOptions
-from .transformers_backend import INSTALL, TRANSFORMERS_ARCHITECTURE, transformers_model_types
+from .text import INSTALL
+from .transformers_backend import TRANSFORMERS_ARCHITECTURE, transformers_model_types
 
 
 def teacher_backend(config: dict, path: str | os.PathLike = "", backend: str = "auto") -> str:

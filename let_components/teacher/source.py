@@ -1,10 +1,11 @@
-"""Where a run's teacher comes from, decided once: the only reader of `let.teacher_path`.
+"""Where a run's teacher comes from: the teacher folder and the copies the job keeps of it (run_source.py decides
+which source a run gets, once, and is the only reader of `let.teacher_path`).
 
 The teacher folder - or, once the teacher has left and the folder may be gone, the copies this job keeps of it in
 its dump folder (config.json, the tokenizer files) - its config.json and the text settings every reader takes from
 it, the backend and architecture that build it (`let.teacher_backend`), its tokenizer and its fingerprint.
-`teacher_source(job_config)` builds it once per job config: the pre-start checks, the trainer, torchtitan's
-TrainSpec hooks (which are handed only the job config) and every probe get this one object.
+`run_source.teacher_source(job_config)` builds it once per job config: the pre-start checks, the trainer,
+torchtitan's TrainSpec hooks (which are handed only the job config) and every probe get this one object.
 """
 
 import functools
@@ -17,15 +18,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torchtitan.components.tokenizer import BaseTokenizer
-from torchtitan.config import JobConfig
 from torchtitan.tools.logging import logger
 
-from ..config import once
-from ..dry_run import is_dry_run
 from ..tokens.tokenizers import TOKENIZER_FILES, has_tokenizer, read_tokenizer_once
-from .checkpoint import TEACHER_FINGERPRINT, check_teacher_unchanged, read_hf_config, teacher_fingerprint, text_config
+from .checkpoint import TEACHER_FINGERPRINT, check_teacher_unchanged, read_hf_config, teacher_fingerprint
 from .loader import check_weights, load_teacher, teacher_architecture, teacher_backend
 from .registry import TeacherArchitecture, TeacherModel, TeacherOptions
+from .text import text_config
 
 TEACHER_CONFIG_COPY = "let_teacher_config.json"
 """config.json of the teacher, kept in the dump folder so a run resumed after the teacher left needs no folder."""
@@ -113,22 +112,3 @@ class TeacherSource:
     def load(self, device: torch.device | str, dtype: torch.dtype, options: TeacherOptions) -> TeacherModel:
         """The frozen teacher from the folder (loader.load_teacher), built by this source's backend."""
         return load_teacher(self.path, device, dtype, replace(options, backend=self.backend), config=self.config)
-
-
-def teacher_source(job_config: JobConfig) -> TeacherSource | None:
-    """The run's teacher source, built once per job config (None without let.teacher_path: a baseline in its own
-    tokenizer). A dry run whose teacher folder is not on this machine gets a stand-in of the teacher's shape
-    (stand_in.py); everything downstream reads it as it reads the folder."""
-    let = getattr(job_config, "let", None)
-    if let is None or not let.teacher_path:
-        return None
-    return once(job_config, "teacher_source", lambda: _build_source(job_config))
-
-
-def _build_source(job_config: JobConfig) -> TeacherSource:
-    let, dump_folder = job_config.let, Path(job_config.job.dump_folder)
-    if is_dry_run(job_config) and not (Path(let.teacher_path) / "config.json").is_file():
-        from .stand_in import StandInTeacherSource  # a subclass of TeacherSource (imports this module)
-
-        return StandInTeacherSource.of(let.teacher_path, dump_folder, let.teacher_backend)
-    return TeacherSource(let.teacher_path, dump_folder, let.teacher_backend)

@@ -22,10 +22,9 @@ import torch
 from torch import nn
 
 from ..config import LETConfigError
-from .checkpoint import TEXT_KEYS, check_finite, text_config
+from .checkpoint import check_finite
 from .registry import TeacherArchitecture, TeacherOptions, resolve_layer
-
-INSTALL = 'pip install "let-titan[hf]"'
+from .text import config_object, text_config
 
 
 def transformers_model_types() -> set[str] | None:
@@ -38,26 +37,6 @@ def transformers_model_types() -> set[str] | None:
         return None
     registered = {config.model_type for config in AutoModelForCausalLM._model_mapping._extra_content}
     return set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) | registered
-
-
-def config_object(config: dict[str, Any]) -> Any:
-    """config.json as transformers' config object (its defaults filled in)."""
-    try:
-        from transformers import AutoConfig
-    except ImportError:
-        raise LETConfigError(
-            f"let.teacher_path: config.json of model_type {config.get('model_type')!r} does not name "
-            f"{', '.join(TEXT_KEYS)} at its top level; only the transformers backend reads it ({INSTALL})"
-        ) from None
-    values = {key: value for key, value in config.items() if key != "model_type"}
-    return AutoConfig.for_model(config["model_type"], **values)
-
-
-def text_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """checkpoint.text_config for a config.json only transformers can read: its text model's settings, with
-    TEXT_KEYS under their standard names."""
-    text = config_object(config).get_text_config()
-    return {**text.to_dict(), **{key: getattr(text, key) for key in TEXT_KEYS}}
 
 
 def _build_lm(config: dict[str, Any]) -> nn.Module:
