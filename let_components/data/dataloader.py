@@ -16,6 +16,7 @@ from typing import Any
 
 import torch.distributed.checkpoint as dcp
 from datasets import IterableDataset
+from torchtitan.components.checkpoint import DATALOADER  # the CheckpointManager key of the dataloader state
 from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.config import JobConfig
@@ -23,9 +24,6 @@ from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataset
 from torchtitan.tools.logging import logger
 
 from ..config import LETConfigError, latest_checkpoint_step
-
-DATALOADER = "dataloader"
-"""torchtitan's CheckpointManager key of the dataloader state (and the checkpoint.exclude_from_loading entry)."""
 
 
 def shard_count(dataset: Any) -> int | None:
