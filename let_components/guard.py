@@ -72,8 +72,10 @@ class NonFiniteGuard:
         for name, value in terms.items():
             index = self.names.index(name)
             value = value.detach()
-            if isinstance(value, DTensor):  # the CE under loss parallel (TP): a scalar, cheap to make whole
-                value = value.full_tensor()
+            # the CE under loss parallel (TP): this rank's part suffices, a non-finite part is non-finite here and
+            # `check` MAX-reduces the marks over all ranks; making it whole could add a collective every step
+            if isinstance(value, DTensor):
+                value = value.to_local()
             self._marks[index] += (~torch.isfinite(value)).any().to(self._marks.dtype)
 
     def check(self, step: int, weight: float) -> None:

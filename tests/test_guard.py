@@ -6,7 +6,11 @@ from unittest import mock
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torchtitan.distributed.utils as dist_utils
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import DTensor, Partial
 
 from let_components.config import LETRuntimeError
 from let_components.guard import NonFiniteGuard
@@ -75,6 +79,32 @@ def test_the_guard_reads_torchtitans_norm_instead_of_computing_a_second():
     assert norms.call_count == 1
     with pytest.raises(RuntimeError, match="did not call clip_grad_norm_"):
         guard.check(step=2, weight=0.1)  # no clip this step: never judged finite by default
+
+
+def _dtensor_rank(rank: int, store: str, lines) -> None:
+    dist.init_process_group("gloo", store=dist.FileStore(store, 2), rank=rank, world_size=2)
+    mesh = init_device_mesh("cpu", (2,))
+    guard = _guard()
+    # a CE under loss parallel: each rank's part of a sum, non-finite on rank 1 only
+    ce = DTensor.from_local(torch.tensor(float("nan") if rank == 1 else 2.0), mesh, [Partial()])
+    with mock.patch.object(DTensor, "full_tensor", side_effect=AssertionError("a collective per step")):
+        guard.record(ce_loss=ce)
+    _clipped_step(guard, torch.ones(3))
+    try:
+        guard.check(step=5, weight=0.1)
+        lines[rank] = None
+    except LETRuntimeError as error:
+        lines[rank] = str(error)
+    dist.destroy_process_group()
+
+
+def test_a_dtensor_term_is_judged_by_its_local_part_and_every_rank_stops(tmp_path):
+    """No collective to make a DTensor whole: its local part is marked, and `check`'s MAX over the ranks makes the
+    rank whose part is non-finite stop every rank, with the same line."""
+    lines = mp.Manager().dict()
+    mp.spawn(_dtensor_rank, args=(str(tmp_path / "store"), lines), nprocs=2, join=True)
+    assert lines[0] == lines[1]
+    assert lines[0].startswith("non-finite ce_loss at step 5 (lambda=0.1, ")
 
 
 POISONED_ENTRY = '''
