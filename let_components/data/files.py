@@ -144,17 +144,24 @@ def _record_text(file: str, line: int, raw: bytes | object) -> str:
     return text
 
 
-def json_records(file: str | Path) -> Iterator[tuple[bytes, str]]:
-    """(the line as read, its "text") for every record of a JSON-lines file (blank lines skipped); a file that
-    cannot be read to its end or a bad record raises DataError naming the file and line."""
+def _numbered_lines(file: str | Path) -> Iterator[tuple[int, bytes]]:
+    """(line number from 1, the line) for every line of `raw_lines`; a file that cannot be read to its end raises
+    DataError naming the file and the line not yet whole."""
     line = 0
     try:
         for raw in raw_lines(file):
             line += 1
-            if raw.strip():
-                yield raw, _record_text(str(file), line, raw)
+            yield line, raw
     except (OSError, EOFError, zstandard.ZstdError) as error:  # reading, not parsing: the line not yet whole
         raise _unreadable(str(file), line + 1, error) from error
+
+
+def json_records(file: str | Path) -> Iterator[tuple[bytes, str]]:
+    """(the line as read, its "text") for every record of a JSON-lines file (blank lines skipped); a file that
+    cannot be read to its end or a bad record raises DataError naming the file and line."""
+    for line, raw in _numbered_lines(file):
+        if raw.strip():
+            yield raw, _record_text(str(file), line, raw)
 
 
 def _json(file: str) -> Iterator[dict[str, str]]:
@@ -178,15 +185,12 @@ def _starts_an_array(file: str) -> bool:
 
 
 def _txt(file: str) -> Iterator[dict[str, str]]:
-    line = 0
-    try:
-        for raw in raw_lines(file):
-            line += 1
-            yield {"text": raw.decode("utf-8").removesuffix("\r")}
-    except UnicodeDecodeError as error:
-        raise _unreadable(file, line, error) from error
-    except (OSError, EOFError, zstandard.ZstdError) as error:
-        raise _unreadable(file, line + 1, error) from error
+    for line, raw in _numbered_lines(file):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _unreadable(file, line, error) from error
+        yield {"text": text.removesuffix("\r")}
 
 
 def _parquet(file: str) -> Iterator[dict[str, str]]:

@@ -88,6 +88,26 @@ def test_a_dataloader_worker_s_bad_data_is_still_one_line(tmp_path, tokenizer):
     assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("case", ["truncated zst", "truncated gz"])
+def test_a_file_cut_short_names_the_line_not_yet_whole(tmp_path, case):
+    path, says = _bad_file(tmp_path, case)
+    read = []
+    with pytest.raises(DataError, match=says) as error:
+        read.extend(documents([str(path)]))
+    assert 0 < len(read) < len(GOOD) and read == [{"text": text} for text in GOOD[: len(read)]]
+    assert str(error.value).startswith(f"{path}, line {len(read) + 1}: unreadable (")
+
+
+def test_a_txt_line_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"one\r\ntwo\n\xff three\nfour\n")
+    read = []
+    with pytest.raises(DataError) as error:
+        read.extend(documents([str(path)]))
+    assert read == [{"text": "one"}, {"text": "two"}]
+    assert str(error.value).startswith(f"{path}, line 3: unreadable (UnicodeDecodeError: ")
+
+
 def test_a_parquet_file_without_a_text_column_is_named(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
