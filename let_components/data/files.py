@@ -45,10 +45,10 @@ def kind_of(file: str | Path) -> str | None:
     return next((kind for ending, kind in KINDS.items() if name.endswith(ending)), None)
 
 
-def data_files(path: str, key: str = "dataset_path") -> list[Path]:
+def data_files(path: str, key: str) -> list[Path]:
     """The files a path names, sorted: a file, the files directly in a folder, or a glob; one kind only.
 
-    key: the config key that set the path, for the error.
+    key: the config key or command-line option that set the path, for the error.
     """
     if not path:
         raise LETConfigError(f"{key}='': name a file, folder or glob of {'/'.join(KINDS)} files")
