@@ -1,8 +1,10 @@
 """Local text files as a stream of documents: which files a path names, and how each kind is read.
 
-Read here rather than by datasets' builders so that a stream hands whole files to the data-parallel ranks (one
-shard per file), reads `.jsonl.zst` and `.jsonl.gz` with no codec registry in between, and names the file and line
-of a bad record: an error in the middle of a 300 GB copy must say where it is.
+A stream is read here rather than by datasets' streaming json/text/parquet builders (which would also make each file
+one shard) for what those do not do: bad data raises one line naming the file and line (unreadable, cut short, not
+JSON, no "text" string), since an error in the middle of a 300 GB copy must say where it is; and a `.jsonl.zst` cut
+inside a zstd frame is an error, where a zstd stream reader ends it silently and its last whole line would pass for
+the data's end. zstd windows above the default limit (`zstd --long=31`) are allowed too.
 """
 
 import glob
