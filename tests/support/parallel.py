@@ -19,6 +19,7 @@ rank 0 shows loss -1 under PP.
 `start` train side by side: most of a tiny run is single-threaded start-up and torchtitan's closing sleep.
 """
 
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.logs import tb_scalars
-from tests.support.runs import signal_tree, start_train, train_ok
+from tests.support.runs import SHORT_RUN, signal_tree, start_train, train_ok
 
 RUN_TIMEOUT = 600
 """Seconds one run may take, start-up included, while others train beside it."""
@@ -36,6 +37,24 @@ BASELINE_TAGS = ("loss_metrics/global_avg_loss", "grad_norm")
 optimizer step) and the gradient norm before clipping."""
 LET_TAGS = ("let/alignment_loss", "let/cosine")
 """The LET trainer's per-step alignment scalars, for LET runs under a parallel layout."""
+ALIGNMENT_TOLERANCES = dict.fromkeys(LET_TAGS, 1e-5)
+"""Largest allowed |layout - reference| of the alignment scalars per teaching step (the alignment term of a step is
+about 1e-2)."""
+DISTILLATION_TOLERANCES = {"let/distillation_loss": 1e-5, "let/top1_agreement": 1e-6}
+"""The same for the logits term's scalars."""
+
+LET_CONFIG = "train_configs/let_debug.toml"
+LET_SHAPES = ("--training.seq_len", "64", "--let.stop_step", "3", *SHORT_RUN)
+"""The LET equality runs: the debug config, sequences of 64 tokens, the teacher teaching on steps 1-3, every step
+logged to TensorBoard; trained `LET_STEPS` steps of a global batch of `LET_GLOBAL_BATCH` sequences."""
+LET_STEPS, LET_GLOBAL_BATCH = 4, 4
+LET_TEACHING = range(1, 4)
+"""The steps the teacher teaches (let.stop_step = 3): the [LET] metrics exist on them only."""
+LET_LOGITS = ("--let.signal", "logits", "--let.kd_combine", "mix", "--let.lambda_0", "0.5", "--let.schedule",
+              "constant")
+"""signal = "logits" with SALT's mix at a constant lambda of 0.5."""
+LET_SAVING = ("--checkpoint.no-load_only", "--checkpoint.interval", "2")
+"""A layout's arguments to also save step 2, for a resume test (saving changes no number of the run)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +218,30 @@ class ParallelEquality:
         )
         return differences
 
+    def assert_let_equal(self, layout: Layout, tolerances: Mapping[str, float], term: Mapping[str, float],
+                         reference: Layout = ONE_PROCESS) -> None:
+        """A LET run: the baseline tags of `tolerances` at every step, the LET term's tags of `term` on the teaching
+        steps (`LET_TEACHING`)."""
+        self.assert_equal(layout, tolerances, reference)
+        self.assert_equal(layout, term, reference, steps=LET_TEACHING)
+
+    def assert_let_resume_reproduces(self, layout: Layout, folder: Path, step: int = 2) -> str:
+        """`layout`'s LET run (which saves `step`, e.g. with `LET_SAVING`) resumed in `folder` from that checkpoint
+        reproduces the uninterrupted run after it, within 1e-6: the loss and the LET alignment scalars on the teaching
+        steps, the loss and the gradient norm on the steps after the teacher's release. Returns the resumed run's log
+        (the ranks of `layout.log_ranks`)."""
+        full = self.run(layout)
+        shutil.copytree(full / "checkpoint" / f"step-{step}", folder / "checkpoint" / f"step-{step}")
+        log = train_ok(folder, self.config, *self.args, "--training.steps", str(self.steps),
+                       *layout.train_args(self.global_batch), "--checkpoint.enable", ngpu=layout.ngpu,
+                       env={"LOG_RANK": layout.log_ranks})
+        resumed = range(step + 1, self.steps + 1)
+        loss = BASELINE_TAGS[0]
+        differences = max_differences(full, folder, (loss, *LET_TAGS), [s for s in resumed if s in LET_TEACHING])
+        differences |= max_differences(full, folder, BASELINE_TAGS, [s for s in resumed if s not in LET_TEACHING])
+        assert all(difference <= 1e-6 for difference in differences.values()), differences
+        return log
+
     def values(self, layout: Layout, tags: Iterable[str], reference: Layout = ONE_PROCESS) -> dict[str, list]:
         """tag -> [(step, reference value, layout value)], for failure messages."""
         values = {}
@@ -206,3 +249,20 @@ class ParallelEquality:
             expected, got = tb_scalars(self.run(reference), tag), tb_scalars(self.run(layout), tag)
             values[tag] = [(step, expected.get(step), got.get(step)) for step in range(1, self.steps + 1)]
         return values
+
+
+def let_equality(folder: Path, *args: str) -> ParallelEquality:
+    """The LET equality runs' `ParallelEquality`: the debug config in `LET_SHAPES`, plus `args`, `LET_STEPS` steps of
+    `LET_GLOBAL_BATCH` sequences."""
+    return ParallelEquality(folder, LET_CONFIG, *LET_SHAPES, *args, global_batch=LET_GLOBAL_BATCH, steps=LET_STEPS)
+
+
+@dataclass(frozen=True)
+class BytesAligned:
+    """LET runs that include a teacher of another tokenizer aligned by bytes: their `ParallelEquality`, and that
+    teacher's two layouts, one process (`reference`) and parallel (`layout`), whose arguments name the teacher saved
+    under the runs' folder."""
+
+    runs: ParallelEquality
+    reference: Layout
+    layout: Layout

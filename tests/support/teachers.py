@@ -140,7 +140,6 @@ def assert_every_layer_matches(model, blocks, teachers, tokens) -> list:
     return hiddens
 
 
-
 def assert_frozen(teacher, tokens) -> None:
     """In eval mode, no parameter trainable, and its output carries no graph."""
     assert not teacher.training
