@@ -10,7 +10,6 @@ overridable by a flag; where the teacher folder is missing, its source is a stan
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,17 +30,13 @@ CANNOT_SHOW = (
     "itself (init, topology, timeouts)"
 )
 
-
-@dataclass(frozen=True)
-class DryRunDefaults:
-    """What a dry run sets unless its command line sets it."""
-
-    steps: int = 3
-    """training.steps: a few steps..."""
-    stop_step: int = 1
-    """let.stop_step: ...with the teacher leaving before the last, so its release runs too."""
-    cpu_seq_len: int = 32
-    """training.seq_len on a CPU: a whole-width step of a 7B student at its own 2048 would take hours."""
+# what a dry run sets unless its command line sets it
+STEPS = 3
+"""training.steps: a few steps..."""
+STOP_STEP = 1
+"""let.stop_step: ...with the teacher leaving before the last, so its release runs too."""
+CPU_SEQ_LEN = 32
+"""training.seq_len on a CPU: a whole-width step of a 7B student at its own 2048 would take hours."""
 
 
 def is_dry_run(job_config: JobConfig) -> bool:
@@ -60,14 +55,24 @@ def data_rank(dp_rank: int) -> int:
     return dp_rank if isinstance(dp_rank, int) else 0
 
 
+def world_size() -> int:
+    """The world a dry run stands for: NGPU, which torchtitan's fake modes require too."""
+    world = os.environ.get("NGPU", "")
+    if not world.isdigit() or int(world) < 1:
+        raise LETConfigError(f"NGPU={world!r}: a dry run (COMM_MODE=fake_backend) stands for NGPU ranks; set it to "
+                             "the world size the config is for, e.g. NGPU=32")
+    return int(world)
+
+
 def say(what: str) -> None:
     """One line of what the dry run changed or cannot show."""
     logger.info(f"[LET] dry run: {what}")
 
 
 def _given(args: Sequence[str], key: str) -> bool:
-    """Whether the command line sets `key` (a flag wins over the dry run's default)."""
-    return any(arg == f"--{key}" or arg.startswith(f"--{key}=") for arg in args)
+    """Whether the command line sets `key` (a flag wins over the dry run's default), spelled with underscores or,
+    as torchtitan's parser also takes it, hyphens."""
+    return any(arg.startswith("--") and arg[2:].split("=", 1)[0].replace("-", "_") == key for arg in args)
 
 
 def batch_degree(job_config: JobConfig, world_size: int) -> int:
@@ -79,12 +84,12 @@ def batch_degree(job_config: JobConfig, world_size: int) -> int:
     return dims.dp_replicate * dims.dp_shard
 
 
-def adapt(job_config: JobConfig, args: Sequence[str], defaults: DryRunDefaults = DryRunDefaults()) -> None:
+def adapt(job_config: JobConfig, args: Sequence[str]) -> None:
     """Turn a parsed job into its dry run (a no-op unless comm.mode is a fake one): its own dump folder, a few steps,
     no checkpoint, the sample corpus and, on a CPU, short windows of one micro-batch per step."""
     if not is_dry_run(job_config):
         return
-    world = int(os.environ.get("NGPU", "1"))
+    world = world_size()
     training, let = job_config.training, getattr(job_config, "let", None)
     stages = job_config.parallelism.pipeline_parallel_degree
     if stages > 1:
@@ -96,9 +101,9 @@ def adapt(job_config: JobConfig, args: Sequence[str], defaults: DryRunDefaults =
     job_config.job.dump_folder = str(Path(job_config.job.dump_folder) / DRY_RUN_FOLDER)
     say(f"writes to job.dump_folder='{job_config.job.dump_folder}'")
     if let is not None and not _given(args, "let.stop_step"):
-        let.stop_step = defaults.stop_step
+        let.stop_step = STOP_STEP
     if not _given(args, "training.steps"):
-        training.steps = max(defaults.steps, let.stop_step + 2 if let is not None else 0)
+        training.steps = max(STEPS, let.stop_step + 2 if let is not None else 0)
     teacher = f", the teacher teaching steps 1..{let.stop_step}" if let is not None and let.enable else ""
     say(f"training.steps={training.steps}{teacher} (flags --training.steps and --let.stop_step set others)")
     if job_config.metrics.log_freq > 1 and not _given(args, "metrics.log_freq"):
@@ -111,7 +116,7 @@ def adapt(job_config: JobConfig, args: Sequence[str], defaults: DryRunDefaults =
         say("checkpoint.enable=true -> false (rank 0's shard alone is no checkpoint)")
     _use_sample_corpus(job_config)
     if not torch.accelerator.is_available():
-        _short_cpu_steps(job_config, args, world, defaults)
+        _short_cpu_steps(job_config, args, world)
     ranks = f"{world} rank{'s' * (world != 1)}"
     if job_config.comm.mode == "local_tensor":
         say(f"local_tensor simulates {ranks} in this process; torchtitan 0.2.2 only builds in that mode (no step, no "
@@ -122,21 +127,21 @@ def adapt(job_config: JobConfig, args: Sequence[str], defaults: DryRunDefaults =
 
 def _use_sample_corpus(job_config: JobConfig) -> None:
     """The data: the bundled sample corpus (a dry run needs no network and no data folder)."""
-    for section, name in ((job_config.training, "sample_corpus"), (job_config.validation, "sample_corpus_validation")):
-        key = "training" if section is job_config.training else "validation"
+    for key, name in (("training", "sample_corpus"), ("validation", "sample_corpus_validation")):
+        section = getattr(job_config, key)
         if section.dataset != name or section.dataset_path:
             say(f"{key}.dataset={section.dataset!r} -> {name!r} (assets/sample_corpus)")
             section.dataset, section.dataset_path = name, None
 
 
-def _short_cpu_steps(job_config: JobConfig, args: Sequence[str], world: int, defaults: DryRunDefaults) -> None:
+def _short_cpu_steps(job_config: JobConfig, args: Sequence[str], world: int) -> None:
     """On a CPU: windows of cpu_seq_len tokens and one micro-batch per step (rank 0 computes at full width), after
     checking the config's own global batch divides as it must on `world` ranks."""
     training = job_config.training
-    if training.seq_len > defaults.cpu_seq_len and not _given(args, "training.seq_len"):
-        say(f"training.seq_len={training.seq_len} -> {defaults.cpu_seq_len} on a CPU (activations at "
+    if training.seq_len > CPU_SEQ_LEN and not _given(args, "training.seq_len"):
+        say(f"training.seq_len={training.seq_len} -> {CPU_SEQ_LEN} on a CPU (activations at "
             f"{training.seq_len}: the memory estimate)")
-        training.seq_len = defaults.cpu_seq_len
+        training.seq_len = CPU_SEQ_LEN
     if not _given(args, "validation.seq_len") and job_config.validation.seq_len > training.seq_len:
         # the student's RoPE table is built for training.seq_len: a longer validation window would not fit it
         say(f"validation.seq_len={job_config.validation.seq_len} -> {training.seq_len}, as training.seq_len")

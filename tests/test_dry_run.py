@@ -147,6 +147,14 @@ def test_flags_win_over_the_dry_runs_defaults(tmp_path, fake_world):
     assert (training.steps, job_config.let.stop_step, training.seq_len, training.global_batch_size) == (5, 2, 64, 128)
 
 
+def test_a_flag_spelled_with_hyphens_wins_too(tmp_path, fake_world):
+    """torchtitan's parser takes --training.seq-len as --training.seq_len (its --help prints the hyphens)."""
+    job_config = _dry("train_configs/let_7b.toml", tmp_path, "--training.steps", "5", "--let.stop-step=2",
+                      "--training.seq-len", "64", "--training.global-batch-size", "128")
+    training = job_config.training
+    assert (training.steps, job_config.let.stop_step, training.seq_len, training.global_batch_size) == (5, 2, 64, 128)
+
+
 def test_a_stop_step_flag_alone_keeps_a_step_after_the_teacher_leaves(tmp_path, fake_world):
     job_config = _dry("train_configs/let_7b.toml", tmp_path, "--let.stop_step", "4")
     assert (job_config.training.steps, job_config.let.stop_step) == (6, 4)
