@@ -10,7 +10,8 @@ from typing import Any
 import torch
 import torch.distributed.checkpoint as dcp
 from torchtitan.config import ConfigManager, JobConfig
-from torchtitan.protocols.train_spec import get_train_spec
+from torchtitan.protocols.model import BaseModelArgs
+from torchtitan.protocols.train_spec import TrainSpec, get_train_spec
 
 import let_components  # noqa: F401  (registers the datasets and the student TrainSpecs)
 from let_components.teacher import TeacherModel, TeacherOptions, TeacherSource, teacher_source
@@ -55,14 +56,21 @@ def run_teacher(job_config: JobConfig, max_seq_len: int | None = None,
     return source, source.load("cpu", torch.float32, options)
 
 
+def student_args(job_config: Any) -> tuple[TrainSpec, BaseModelArgs]:
+    """The config's student spec and its model args as the trainer builds them (update_from_config: the
+    tokenizer's vocabulary, the projection width), a copy of the flavor's."""
+    spec = get_train_spec(job_config.model.name)
+    args = copy.deepcopy(spec.model_args[job_config.model.flavor])
+    args.update_from_config(job_config)
+    return spec, args
+
+
 def initialised_student(job_config: Any, seed: int = 0, **model_args: Any) -> torch.nn.Module:
     """The config's student on CPU in float32: meta -> CPU -> init_weights, as torchtitan's Trainer builds it.
 
     model_args: set after the config's, e.g. the vocabulary and projection width a checkpoint was trained with.
     """
-    spec = get_train_spec(job_config.model.name)
-    args = copy.deepcopy(spec.model_args[job_config.model.flavor])
-    args.update_from_config(job_config)
+    spec, args = student_args(job_config)
     for name, value in model_args.items():
         setattr(args, name, value)
     with torch.device("meta"):

@@ -7,7 +7,6 @@ Activations, logits and FSDP's unsharded buffers at the config's own sequence le
 CPU the dry run steps short windows, and nothing on a CPU shows what a GPU allocator reserves.
 """
 
-import dataclasses
 import os
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
@@ -17,15 +16,13 @@ from pathlib import Path
 import torch
 from torch.distributed.tensor import DTensor
 from torchtitan.config import JobConfig
-from torchtitan.protocols.train_spec import get_train_spec
-from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
 from let_components import dry_run
 from let_components.config import LETConfigError
 from let_components.teacher import teacher_source
-from let_components.terms.distillation import DistillationTerm
 
+from .common import student_args
 from .probes.memory import GIB, LET_ITEMS, MemoryItem, MemorySetup, estimate_memory, total
 
 LOCAL_TENSOR_SHARE = 0.5
@@ -34,25 +31,18 @@ LOCAL_TENSOR_SHARE = 0.5
 
 def start_dry_run(build: Callable[[JobConfig], Trainer], job_config: JobConfig, args: Sequence[str]) -> Trainer:
     """The dry run's trainer: the job adapted, local_tensor refused where it cannot fit, the memory report armed."""
+    world = dry_run.world_size()
     dry_run.adapt(job_config, args)
     if job_config.comm.mode == "local_tensor":
-        check_local_tensor_fits(job_config, int(os.environ.get("NGPU", "1")))
+        check_local_tensor_fits(job_config, world)
     trainer = build(job_config)
-    report_after_first_step(trainer, job_config)
+    report_after_first_step(trainer, job_config, world)
     return trainer
-
-
-def _student_args(job_config: JobConfig):
-    """The student's model args as the trainer builds them (the teacher's vocabulary, the projection)."""
-    spec = get_train_spec(job_config.model.name)
-    args = dataclasses.replace(spec.model_args[job_config.model.flavor])
-    args.update_from_config(job_config)
-    return spec, args
 
 
 def check_local_tensor_fits(job_config: JobConfig, world: int) -> None:
     """local_tensor simulates all `world` ranks in this process: every shard of the fp32 weights at least."""
-    spec, args = _student_args(job_config)
+    spec, args = student_args(job_config)
     with torch.device("meta"):
         parameters = sum(p.numel() for p in spec.model_cls(args).parameters())
     needed, free = 4 * parameters / GIB, _available_gib()
@@ -110,16 +100,17 @@ def measure(trainer: Trainer) -> Measured:
 
 
 def config_shape(job_config: JobConfig) -> tuple[int, int]:
-    """(seq_len, local_batch_size) of the config file itself: what the estimate is for, whatever the dry run ran."""
+    """(seq_len, local_batch_size) of the config file itself: what the estimate is for, whatever the dry run ran (a
+    flag that shrinks the windows a CPU steps does not shrink the cluster job's estimate)."""
     toml = tomllib.loads(Path(job_config.job.config_file).read_text()) if job_config.job.config_file else {}
     training = toml.get("training", {})
     return training.get("seq_len", job_config.training.seq_len), training.get("local_batch_size",
                                                                               job_config.training.local_batch_size)
 
 
-def estimate(job_config: JobConfig, world: int, term: object | None) -> tuple[list[MemoryItem], MemorySetup, int] | str:
+def estimate(job_config: JobConfig, world: int, teaches: bool) -> tuple[list[MemoryItem], MemorySetup, int] | str:
     """recipes.probes.memory's rows for this config at its own seq_len and local batch on `world` GPUs, or why
-    there is none; `term`: the teacher term the run built (None: a baseline, no teacher rows)."""
+    there is none; `teaches`: whether the run built a teacher term (a baseline has no teacher rows)."""
     teacher = teacher_source(job_config)
     if teacher is None:
         return "no estimate: the config names no teacher, whose vocabulary the estimate needs"
@@ -127,17 +118,15 @@ def estimate(job_config: JobConfig, world: int, term: object | None) -> tuple[li
     tp, pp = parallelism.tensor_parallel_degree, parallelism.pipeline_parallel_degree
     if tp > 1 or pp > 1:  # this estimate is FSDP's; a TP x PP layout's is per stage
         return f"no estimate here for TP {tp} x PP {pp} (python -m recipes.probes.memory --tp {tp} --pp {pp})"
-    spec, args = _student_args(job_config)
+    spec, args = student_args(job_config)
     seq_len, batch = config_shape(job_config)
     setup = MemorySetup(gpus=world, seq_len=seq_len)
-    # the estimate's term row for the term this run built (logit distillation's differs from the alignment's)
-    signal = "logits" if isinstance(term, DistillationTerm) else "hidden"
     try:
-        items = estimate_memory(args, teacher.config, setup, (batch,), spec.model_cls, signal,
-                                job_config.let.kd_chunk_tokens)
+        items = estimate_memory(args, teacher.config, setup, (batch,), spec.model_cls,
+                                job_config.let.signal, job_config.let.kd_chunk_tokens)
     except ValueError as error:  # MoE students: the estimate covers dense ones
         return f"no estimate ({error})"
-    if term is None:  # a baseline: no teacher, no term
+    if not teaches:  # a baseline: no teacher, no term
         items = [item for item in items if not item.name.startswith(LET_ITEMS)]
     return items, setup, batch
 
@@ -166,7 +155,8 @@ def format_report(measured: Measured, estimated: tuple[list[MemoryItem], MemoryS
     if measured.teacher is not None:
         rows.append(f"teacher {_size(measured.teacher)} {measured.teacher_dtype} ({_size(row('teacher weights'))} "
                     "bf16)")
-    counted = sum(row(prefix) for _, _, prefix in shown) + (row("teacher weights") if measured.teacher else 0)
+    counted = sum(row(prefix) for _, _, prefix in shown)
+    counted += row("teacher weights") if measured.teacher is not None else 0
     whole = total(items)[batch]
     term = "the teacher's term, " if measured.teacher is not None else ""
     rest = whole - counted
@@ -180,15 +170,13 @@ def format_report(measured: Measured, estimated: tuple[list[MemoryItem], MemoryS
     )
 
 
-def report_after_first_step(trainer: Trainer, job_config: JobConfig) -> None:
+def report_after_first_step(trainer: Trainer, job_config: JobConfig, world: int) -> None:
     """Log the report once, right after the first optimizer step (gradients and AdamW state exist, the teacher of
     a LET run is still loaded)."""
-    world = int(os.environ.get("NGPU", "1"))
+    teaches = getattr(trainer, "term", None) is not None
 
     def report(*_) -> None:
         handle.remove()
-        line = format_report(measure(trainer), estimate(job_config, world, getattr(trainer, "term", None)),
-                             trainer.step)
-        logger.info(f"[LET] dry run: {line}")
+        dry_run.say(format_report(measure(trainer), estimate(job_config, world, teaches), trainer.step))
 
     handle = trainer.optimizers.register_step_post_hook(report)

@@ -91,6 +91,10 @@ class MemoryItem:
     """local batch size -> GiB per GPU."""
 
 
+SIGNALS = ("hidden", "logits")
+"""The let.signal values the estimate has a term row for."""
+
+
 def estimate_memory(
     student: BaseModelArgs,
     teacher_config: dict[str, Any],
@@ -102,6 +106,8 @@ def estimate_memory(
 ) -> list[MemoryItem]:
     """Per-GPU memory of LET while aligning (the costly phase), full activation checkpointing, bf16 compute;
     signal = "logits" (SALT, RKD) replaces the alignment row by the distillation row."""
+    if signal not in SIGNALS:
+        raise ValueError(f"signal={signal!r}: this estimate has a term row for {', '.join(SIGNALS)}")
     params = student_parameters(student, model_cls)
     teacher_params = teacher_parameters(teacher_config)
     n, s, d, layers, vocab = setup.gpus, setup.seq_len, student.dim, student.n_layers, student.vocab_size
@@ -323,7 +329,7 @@ def main() -> None:
     parser.add_argument("--flavor", default="7B")
     parser.add_argument("--teacher-config", help="a teacher's config.json (default: Llama-3.2-1B's numbers)")
     parser.add_argument("--gpus", type=int, default=MemorySetup.gpus)
-    parser.add_argument("--signal", choices=("hidden", "logits"), default="hidden",
+    parser.add_argument("--signal", choices=SIGNALS, default="hidden",
                         help="[let] signal: hidden = LET's alignment, logits = SALT/RKD distillation")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2], help="local batch sizes b")
     parser.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (with --pp: a column per stage)")
@@ -331,6 +337,8 @@ def main() -> None:
     parser.add_argument("--student-layer", type=int, default=7, help="block k (let.student_layer) for --tp/--pp")
     parser.add_argument("--microbatch", type=int, default=1, help="pipeline microbatch size for --tp/--pp")
     args = parser.parse_args()
+    if (args.tp > 1 or args.pp > 1) and args.signal != "hidden":
+        parser.error(f"--signal {args.signal} with --tp/--pp: the per-stage estimate has the alignment rows only")
     if args.teacher_config is None:
         config, name = llama_3_2_1b_config(), "Llama-3.2-1B (tied embeddings)"
     else:
