@@ -21,10 +21,15 @@ from torchtitan.train import Trainer
 from let_components import dry_run
 from let_components.config import LETConfigError
 from let_components.teacher import teacher_source
+from let_components.terms.alignment import AlignmentTerm
+from let_components.terms.distillation import DistillationTerm
 
 from .common import student_args
 from .probes.memory import GIB, LET_ITEMS, MemoryItem, MemorySetup, estimate_memory, total
 
+TERM_ROWS = {AlignmentTerm: "hidden", DistillationTerm: "logits"}
+"""The estimate's term row (recipes.probes.memory's signal) of each term the run may build; another term gets no
+estimate rather than another's row."""
 LOCAL_TENSOR_SHARE = 0.5
 """local_tensor holds every rank's shard in this one process: it may take at most this share of the free memory."""
 
@@ -108,9 +113,10 @@ def config_shape(job_config: JobConfig) -> tuple[int, int]:
                                                                               job_config.training.local_batch_size)
 
 
-def estimate(job_config: JobConfig, world: int, teaches: bool) -> tuple[list[MemoryItem], MemorySetup, int] | str:
+def estimate(job_config: JobConfig, world: int,
+             signal: str | None) -> tuple[list[MemoryItem], MemorySetup, int] | str:
     """recipes.probes.memory's rows for this config at its own seq_len and local batch on `world` GPUs, or why
-    there is none; `teaches`: whether the run built a teacher term (a baseline has no teacher rows)."""
+    there is none; `signal`: the term row of the term the run built (None: a baseline, no teacher rows)."""
     teacher = teacher_source(job_config)
     if teacher is None:
         return "no estimate: the config names no teacher, whose vocabulary the estimate needs"
@@ -122,11 +128,11 @@ def estimate(job_config: JobConfig, world: int, teaches: bool) -> tuple[list[Mem
     seq_len, batch = config_shape(job_config)
     setup = MemorySetup(gpus=world, seq_len=seq_len)
     try:
-        items = estimate_memory(args, teacher.config, setup, (batch,), spec.model_cls,
-                                job_config.let.signal, job_config.let.kd_chunk_tokens)
-    except ValueError as error:  # MoE students: the estimate covers dense ones
+        items = estimate_memory(args, teacher.config, setup, (batch,), spec.model_cls, signal or "hidden",
+                                job_config.let.kd_chunk_tokens)
+    except ValueError as error:  # MoE students (the estimate covers dense ones), a term it has no row for
         return f"no estimate ({error})"
-    if not teaches:  # a baseline: no teacher, no term
+    if signal is None:  # a baseline: no teacher, no term
         items = [item for item in items if not item.name.startswith(LET_ITEMS)]
     return items, setup, batch
 
@@ -173,10 +179,11 @@ def format_report(measured: Measured, estimated: tuple[list[MemoryItem], MemoryS
 def report_after_first_step(trainer: Trainer, job_config: JobConfig, world: int) -> None:
     """Log the report once, right after the first optimizer step (gradients and AdamW state exist, the teacher of
     a LET run is still loaded)."""
-    teaches = getattr(trainer, "term", None) is not None
+    term = getattr(trainer, "term", None)
+    signal = None if term is None else TERM_ROWS.get(type(term), type(term).__name__)
 
     def report(*_) -> None:
         handle.remove()
-        dry_run.say(format_report(measure(trainer), estimate(job_config, world, teaches), trainer.step))
+        dry_run.say(format_report(measure(trainer), estimate(job_config, world, signal), trainer.step))
 
     handle = trainer.optimizers.register_step_post_hook(report)

@@ -30,7 +30,7 @@ def test_storage_counts_rank_0s_shard_once(monkeypatch):
 def test_the_report_sets_each_measured_shard_beside_its_estimate(tmp_path):
     job_config = parse_config("train_configs/let_1.4b.toml", "--job.dump_folder", str(tmp_path), *FAKE,
                               "--training.seq_len", "32")  # the estimate is for the file's own 2048
-    estimated = estimate(job_config, 8, teaches=True)
+    estimated = estimate(job_config, 8, signal="hidden")
     items, setup, batch = estimated
     assert (setup.gpus, setup.seq_len, batch) == (8, 2048, 4)
     gib = {item.name: item.gib[batch] for item in items}
@@ -51,7 +51,7 @@ def test_a_baseline_has_no_teacher_rows_and_an_estimate_over_the_card_says_by_ho
 
 def test_a_config_without_an_estimate_still_reports_what_was_measured(tmp_path):
     job_config = parse_config("train_configs/let_deepseek_v3_debug.toml", "--job.dump_folder", str(tmp_path), *FAKE)
-    estimated = estimate(job_config, 2, teaches=True)
+    estimated = estimate(job_config, 2, signal="hidden")
     line = format_report(Measured(0.5, 0.5, 1.0, None), estimated, step=1)
     assert "student weights 0.50 GiB" in line and "no estimate" in line and "dense students" in line
 
@@ -71,5 +71,12 @@ def test_local_tensor_is_refused_where_every_ranks_shard_cannot_fit(tmp_path, mo
 def test_a_tensor_parallel_layout_points_at_the_per_stage_estimate(tmp_path):
     job_config = parse_config("train_configs/let_7b.toml", "--job.dump_folder", str(tmp_path), *FAKE,
                               "--parallelism.tensor_parallel_degree", "2")
-    assert estimate(job_config, 32, teaches=True) == (
+    assert estimate(job_config, 32, signal="hidden") == (
         "no estimate here for TP 2 x PP 1 (python -m recipes.probes.memory --tp 2 --pp 1)")
+
+
+def test_a_term_the_estimate_has_no_row_for_gets_no_estimate(tmp_path):
+    """Not another term's row: recipes.probes.memory refuses a signal it does not know."""
+    job_config = parse_config("train_configs/let_1.4b.toml", "--job.dump_folder", str(tmp_path), *FAKE)
+    assert estimate(job_config, 8, signal="ContrastiveTerm") == (
+        "no estimate (signal='ContrastiveTerm': this estimate has a term row for hidden, logits)")
