@@ -193,7 +193,7 @@ def test_the_stand_in_has_the_teachers_shape_random_weights_and_a_tokenizer_with
 def test_the_stand_in_teacher_runs_forward(tmp_path):
     """Qwen2.5-0.5B's shape (q/k/v biases) cut to two blocks: the forward is what this test needs."""
     config = {**TEACHER_CONFIGS["Qwen2.5-0.5B"], "num_hidden_layers": 2}
-    source = StandInTeacherSource("assets/hf/Qwen2.5-0.5B", tmp_path, shape="Qwen2.5-0.5B", shape_config=config)
+    source = StandInTeacherSource("assets/hf/Qwen2.5-0.5B", tmp_path, shape_config=config)
     teacher = source.load("cpu", torch.float32, TeacherOptions(max_seq_len=16))
     hidden = teacher(torch.tensor([source.tokenizer().encode("a dry run", add_bos=True, add_eos=False)]))
     assert hidden.shape[-1] == 896 and torch.isfinite(hidden).all() and hidden.std() > 0
@@ -205,6 +205,15 @@ def test_a_missing_folder_of_no_known_shape_is_one_line(tmp_path):
                               "--let.teacher_path", str(tmp_path / "my-teacher"))
     with pytest.raises(LETConfigError, match=r"let\.teacher_path='.*my-teacher': no config\.json there, and a dry run "
                                              r"knows the shape only of SmolLM-135M"):
+        teacher_source(job_config)
+
+
+def test_the_transformers_backend_without_the_teacher_folder_is_one_line(tmp_path):
+    """The stand-in is built by the native module of its shape: a transformers teacher needs the model's files."""
+    job_config = parse_config("train_configs/let_7b.toml", "--job.dump_folder", str(tmp_path), *FAKE,
+                              "--let.teacher_backend", "transformers")
+    with pytest.raises(LETConfigError, match=r"let\.teacher_backend='transformers': a dry run without the teacher "
+                                             r"folder builds Llama-3.2-1B's shape .* use teacher_backend = 'auto'"):
         teacher_source(job_config)
 
 

@@ -30,9 +30,8 @@ WEIGHT_STD = 0.02
 
 @dataclass
 class StandInTeacherSource(TeacherSource):
-    shape: str = ""
-    """The table's name of the shape standing in (shapes.TEACHER_CONFIGS)."""
     shape_config: dict[str, Any] | None = None
+    """The shipped teacher's config.json standing in (shapes.TEACHER_CONFIGS)."""
 
     @classmethod
     def of(cls, path: str, dump_folder: Path, requested_backend: str) -> "StandInTeacherSource":
@@ -44,7 +43,13 @@ class StandInTeacherSource(TeacherSource):
                 f"let.teacher_path='{path}': no config.json there, and a dry run knows the shape only of "
                 f"{', '.join(TEACHER_CONFIGS)} (let_components/teacher/shapes.py); put the teacher folder there"
             )
-        source = cls(path, dump_folder, requested_backend, shape=found[0], shape_config=found[1])
+        if requested_backend == "transformers":
+            raise LETConfigError(
+                f"let.teacher_backend='transformers': a dry run without the teacher folder builds {found[0]}'s shape "
+                "with this package's native module (the transformers backend needs the model's own files); use "
+                "teacher_backend = 'auto' or put the teacher folder at let.teacher_path"
+            )
+        source = cls(path, dump_folder, requested_backend, shape_config=found[1])
         text = source.text
         logger.info(
             f"[LET] dry run: no teacher folder at let.teacher_path='{path}': {found[0]}'s shape stands in "
