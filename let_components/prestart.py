@@ -79,8 +79,8 @@ def check_teacher_side(job_config: JobConfig, startup: StartUp, needed: bool) ->
     the record said the teacher had left. What reads the teacher folder runs only when the run will teach (the
     folder may be gone once the teacher has left)."""
     teacher, options, alignment = startup.teacher, startup.teacher_options, startup.alignment
-    key = "training.seq_len" if options.max_seq_len == job_config.training.seq_len else "let.teacher_seq_len"
-    check_teacher(teacher, options, key, needed=needed, resuming=startup.resume_step > 0)
+    check_teacher(teacher, options, alignment.teacher_seq_len_key(job_config), needed=needed,
+                  resuming=startup.resume_step > 0)
     alignment.check_tokenizers(job_config, teacher, startup.student_tokenizer, needed)
     check_tokenizer_fits(startup.student_tokenizer, tokenizer_source(job_config, teacher),
                          alignment.student_vocab_size(job_config, teacher))

@@ -123,6 +123,10 @@ class TokenAlignment(Protocol):
         """Tokens per teacher window."""
         ...
 
+    def teacher_seq_len_key(self, job_config: JobConfig) -> str:
+        """The config key that set `teacher_seq_len`, for the errors that name it."""
+        ...
+
     def build_dataloader(self, dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig,
                          infinite: bool, teacher: TeacherSide) -> ParallelAwareDataloader:
         """The student TrainSpec's dataloader while LET is on."""

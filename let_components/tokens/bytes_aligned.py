@@ -136,6 +136,9 @@ class Bytes:
     def teacher_seq_len(self, job_config: JobConfig) -> int:
         return job_config.let.teacher_seq_len or job_config.training.seq_len
 
+    def teacher_seq_len_key(self, job_config: JobConfig) -> str:
+        return "let.teacher_seq_len" if job_config.let.teacher_seq_len else "training.seq_len"
+
     def build_dataloader(self, dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig,
                          infinite: bool, teacher: TeacherSide) -> ParallelAwareDataloader:
         """The byte-aligned dataset in torchtitan's dataloader."""

@@ -102,6 +102,9 @@ class Same:
     def teacher_seq_len(self, job_config: JobConfig) -> int:
         return job_config.training.seq_len
 
+    def teacher_seq_len_key(self, job_config: JobConfig) -> str:
+        return "training.seq_len"
+
     def build_dataloader(self, dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config: JobConfig,
                          infinite: bool, teacher: TeacherSide) -> ParallelAwareDataloader:
         return build_text_dataloader(dp_world_size, dp_rank, tokenizer, job_config, infinite)
