@@ -12,7 +12,7 @@ rank 0 for ZBVZeroBubble only), and on CPU it needs parallelism.pipeline_paralle
 (the overlap callback asks for an accelerator stream).
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -23,30 +23,31 @@ from torchtitan.components.loss import LossFunction
 class ScheduleLoss:
     """The loss a pipeline schedule calls on its last stage: the family's summed CE, divided by the step's global
     valid tokens while `divided_by` is open (a training step), the plain sum otherwise (torchtitan's validator
-    divides the sums itself); while `weighed` is open, backwarded with the weight a LET term's combine gives it."""
+    divides the sums itself); while `weighed` is open, backwarded with the CE's factor of a LET term (its
+    `weights`: SALT's 1 - lambda)."""
 
     def __init__(self, loss_fn: LossFunction):
         self.loss_fn = loss_fn
         self.divisor: torch.Tensor | None = None
-        self.weigh: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.ce_factor = 1.0
 
     def __call__(self, pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss = self.loss_fn(pred, labels)
         if self.divisor is not None:
             loss = loss / self.divisor
-        if self.weigh is None:
+        if self.ce_factor == 1.0:
             return loss
-        weighed = self.weigh(loss)
+        weighed = self.ce_factor * loss
         # the value stays the CE (what the schedule collects and torchtitan logs), the gradient is the weighed one's
         return weighed + (loss - weighed).detach()
 
     @contextmanager
-    def weighed(self, weigh: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
-        self.weigh = weigh
+    def weighed(self, ce_factor: float) -> Iterator[None]:
+        self.ce_factor = ce_factor
         try:
             yield
         finally:
-            self.weigh = None
+            self.ce_factor = 1.0
 
     @contextmanager
     def divided_by(self, global_valid_tokens: torch.Tensor) -> Iterator[None]:

@@ -48,6 +48,9 @@ class LETTrainer(PreemptibleTrainer):
         if not self.teacher_here:
             logger.info(f"[LET] pipeline rank {self.parallel_dims.get_mesh('pp').get_local_rank()}: its stages "
                         "hold no part of the teacher term's student side: the teacher is never loaded here (0 GiB)")
+        self.pipeline_stages = self._pipeline_stages() if self.parallel_dims.pp_enabled else []
+        self.term_meshes = [mesh for mesh in map(self.parallel_dims.get_optional_mesh, self.term.token_split) if mesh]
+        """The meshes over which the term's sums are summed for its metrics (each holds other positions)."""
         self.token_map = startup.alignment.build_map(job_config, self.model_parts[0], self.model_args, startup.teacher)
         self.guard = NonFiniteGuard(self.device, startup.teacher.path, self.term.name)
         self.optimizers.register_step_pre_hook(self._check_finite)
@@ -133,6 +136,7 @@ class LETTrainer(PreemptibleTrainer):
         backward microbatch by microbatch (terms/pipeline.py); the last stage's CE keeps the weight the term's
         combine gives it. The logged loss is the CE, as without PP."""
         term, step = self.term, super().forward_backward_step
+        ce_factor, term_factor = term.weights(self.weight)
         feed = None
         if self.teacher_here:
             inputs, student_labels, _, extra_kwargs = self.post_dataloading_process(dict(input_dict), labels)
@@ -141,10 +145,9 @@ class LETTrainer(PreemptibleTrainer):
             self.guard.record(teacher_output=hidden)
             valid = self.token_map.valid(student_labels, teacher_batch)
             feed = StageFeed(target, valid, self.pp_schedule._n_microbatches,
-                             self.token_map.normaliser(global_valid_tokens), self.weight)
-        zero = torch.zeros((), device=self.device)
-        with self.pipeline_loss.weighed(lambda ce: term.combine(ce, zero, self.weight)):
-            with joined(term, feed, self._pipeline_stages()) if feed is not None else nullcontext():
+                             self.token_map.normaliser(global_valid_tokens), term_factor)
+        with self.pipeline_loss.weighed(ce_factor):
+            with joined(term, feed, self.pipeline_stages) if feed is not None else nullcontext():
                 loss = step(input_dict=input_dict, labels=labels, global_valid_tokens=global_valid_tokens)
         if self.pp_has_last_stage:
             self.guard.record(ce_loss=loss)
@@ -205,7 +208,7 @@ class LETTrainer(PreemptibleTrainer):
         sums = self._term_sums
         if self.parallel_dims.pp_enabled:  # the sums live on the ranks whose stages hold the term's student side
             sums = self._from_teacher_stages(sums)
-        for mesh in filter(None, map(self.parallel_dims.get_optional_mesh, self.term.token_split)):
+        for mesh in self.term_meshes:
             sums = all_reduce(sums, "sum", group=mesh)  # each rank's share of the positions, summed
         values = sums.tolist()
         metrics, mapping = self.term.metrics(values), self.token_map.metrics()
@@ -216,7 +219,6 @@ class LETTrainer(PreemptibleTrainer):
         shown = [f"{name}: {metrics[name]:{spec}}" for name, spec in self.term.log_formats.items()]
         shown += [f"{name}: {value:.0f}" for name, value in mapping.items()]
         logger.info(f"[LET] step: {self.step:2}  lambda: {self.weight:.5f}  {'  '.join(shown)}")
-
 
     def _from_teacher_stages(self, sums: torch.Tensor | float) -> torch.Tensor:
         """The term's sums of this step on every pipeline rank: each data-parallel group's stage that holds the

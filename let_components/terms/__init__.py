@@ -6,7 +6,7 @@ The trainer's step calls a term's methods in one fixed order and never asks whic
     target = term.teach(teacher, hidden)         what it teaches: the state itself, or its logits
     with term.watching(): pred = student(...)    what the student forward must expose (a hook on block k)
     sums = term.sums(pred, target, valid)        [term SUM, metric SUMs] over the positions that count
-    loss = term.combine(ce, sums[0] / N, weight) how the term joins the CE
+    loss = term.combine(ce, sums[0] / N, weight) how the term joins the CE (term.weights: the two factors)
 
 Every term is a SUM over the positions it counts, divided by the global count of them (N: the token map's
 `normaliser`, for `same` torchtitan's global_valid_tokens), exactly as torchtitan scales its cross-entropy: each
@@ -66,9 +66,16 @@ class TeacherTerm(Protocol):
         """[term SUM, metric SUMs...] over the valid positions (the trainer divides them by the global count)."""
         ...
 
+    def weights(self, weight: float) -> tuple[float, float]:
+        """(the CE's factor, the term's factor) at weight lambda: the step's loss is their weighed sum (`combine`).
+        A pair, not a function of the two: under pipeline parallelism the CE is weighed on the last stage and the
+        term on block k's (pipeline.py)."""
+        ...
+
     def combine(self, ce: torch.Tensor, term: torch.Tensor, weight: float) -> torch.Tensor:
         """The step's loss from the CE and the (normalised) term at weight lambda."""
-        ...
+        ce_factor, term_factor = self.weights(weight)
+        return ce_factor * ce + term_factor * term
 
     def metrics(self, values: list[float]) -> dict[str, float]:
         """Metric name -> value, from the sums reduced over ranks and normalised."""

@@ -18,6 +18,7 @@ from torchtitan.tools.logging import logger
 from ..config import JobConfig
 from ..teacher import TeacherModel, TeacherSource
 from ..tokens import TokenAlignment
+from . import TeacherTerm
 from .capture import BlockCapture, SequenceShard
 
 AlignmentLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -53,7 +54,7 @@ def alignment_loss(
     return -(cosine * valid).sum()
 
 
-class AlignmentTerm:
+class AlignmentTerm(TeacherTerm):
     """signal = "hidden" (LET): the teacher's state pulls the output of student block k (read by a forward hook)."""
 
     name = "alignment_loss"
@@ -94,8 +95,8 @@ class AlignmentTerm:
         positions that state covers on this rank (all of them, or its sequence shard under TP)."""
         return self.loss_fn(self.capture.pop(), self.shard(target), self.shard(valid)).unsqueeze(0)
 
-    def combine(self, ce: torch.Tensor, term: torch.Tensor, weight: float) -> torch.Tensor:
-        return ce + weight * term
+    def weights(self, weight: float) -> tuple[float, float]:
+        return 1.0, weight  # CE + lambda * term
 
     def metrics(self, values: list[float]) -> dict[str, float]:
         return {"alignment_loss": values[0], "cosine": -values[0]}

@@ -27,6 +27,7 @@ from torchtitan.distributed import ParallelDims
 from ..config import JobConfig, LETConfigError
 from ..teacher import TeacherModel, TeacherSource
 from ..tokens import TokenAlignment
+from . import TeacherTerm
 
 Direction = Literal["forward", "reverse"]
 
@@ -126,7 +127,7 @@ def check_distillation_vocab(student_vocab: int, teacher_vocab: int, tokenizer_i
         )
 
 
-class DistillationTerm:
+class DistillationTerm(TeacherTerm):
     """signal = "logits" (SALT, RKD): the KL between the teacher's and the student's next-token distributions, over
     the tokenizer's ids (embedding rows beyond them are never a label)."""
 
@@ -164,11 +165,9 @@ class DistillationTerm:
         )
         return torch.stack([term, agreements])
 
-    def combine(self, ce: torch.Tensor, term: torch.Tensor, weight: float) -> torch.Tensor:
+    def weights(self, weight: float) -> tuple[float, float]:
         """add: CE + lambda * KD (LET's form); mix: (1 - lambda) * CE + lambda * KD (SALT's)."""
-        if self.combine_mode == "mix":
-            return (1.0 - weight) * ce + weight * term
-        return ce + weight * term
+        return (1.0 - weight if self.combine_mode == "mix" else 1.0), weight
 
     def metrics(self, values: list[float]) -> dict[str, float]:
         return {"distillation_loss": values[0], "top1_agreement": values[1]}

@@ -5,7 +5,8 @@ student side is computed: a forward hook on that module (block k, or the output 
 of the microbatch the stage is running and passes the module's output on through `AddToBackward`, an autograd
 identity whose backward gives the term a gradient of 1 (Megatron-LM's MoEAuxLossAutoScaler pattern), as if the term
 had been added to the final loss. Each microbatch's term is its token SUM over the step's GLOBAL count, exactly as
-without PP, so it keeps its weight against the CE (divided the same way, student/pipeline.py).
+without PP, weighed by the term's factor of `term.weights` (the last stage weighs the CE by the other,
+pipeline_loss.py), so it keeps its weight against the CE.
 
 The teacher reads the whole local batch on that stage's rank (every rank of a data-parallel group reads the same
 batch; only the first stage feeds it to the schedule). Its target is cut into the schedule's microbatches as the
@@ -40,10 +41,10 @@ class StageFeed:
     """One step's teacher targets and valid masks, cut into the schedule's microbatches, and what the term summed."""
 
     def __init__(self, target: torch.Tensor, valid: torch.Tensor, microbatches: int, normaliser: torch.Tensor,
-                 weight: float):
+                 term_factor: float):
         self.targets = torch.tensor_split(target, microbatches)
         self.valids = torch.tensor_split(valid, microbatches)
-        self.normaliser, self.weight = normaliser, weight
+        self.normaliser, self.term_factor = normaliser, term_factor
         self.used = 0
         self.sums: torch.Tensor | None = None
         """The term's sums over the step (divided by the global count), for metrics and the guard."""
@@ -92,8 +93,7 @@ def joined(term: TeacherTerm, feed: StageFeed, stages: list[PipelineStage]) -> I
         target, valid = feed.next()
         sums = term.sums(output, target, valid) / feed.normaliser
         feed.sums = sums.detach() if feed.sums is None else feed.sums + sums.detach()
-        # the term's part of combine(ce, term, weight), which is linear in both: its CE part is the schedule loss's
-        return AddToBackward.apply(output, term.combine(torch.zeros_like(sums[0]), sums[0], feed.weight))
+        return AddToBackward.apply(output, feed.term_factor * sums[0])  # the CE's part: the schedule loss's
 
     try:
         with term.watching():
