@@ -94,7 +94,7 @@ class PreemptibleTrainer(Trainer):
         self, *, input_dict: dict[str, torch.Tensor], labels: torch.Tensor, global_valid_tokens: torch.Tensor
     ) -> torch.Tensor:
         """torchtitan's step; under PP each microbatch's CE is divided by the global valid tokens before the
-        schedule backwards it (student/pipeline.py: torchtitan 0.2.2 backwards the sum)."""
+        schedule backwards it (pipeline_loss.py: torchtitan 0.2.2 backwards the sum)."""
         step = super().forward_backward_step
         if self.pipeline_loss is None:
             return step(input_dict=input_dict, labels=labels, global_valid_tokens=global_valid_tokens)

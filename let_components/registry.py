@@ -44,6 +44,3 @@ class Registry(Generic[Option]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._options)
-
-    def names(self) -> list[str]:
-        return list(self._options)

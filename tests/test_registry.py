@@ -24,19 +24,19 @@ def _refused_in_one_line(register, *args, key: str, name: str) -> None:
 def test_another_term_under_a_taken_signal_is_refused_and_the_same_one_is_harmless():
     _refused_in_one_line(register_term, "hidden", object(), key="let.signal", name="hidden")
     register_term("hidden", TERMS["hidden"])
-    assert TERMS.names() == ["hidden", "logits"]
+    assert list(TERMS) == ["hidden", "logits"]
 
 
 def test_another_token_alignment_under_a_taken_name_is_refused_and_the_same_one_is_harmless():
     _refused_in_one_line(register_token_alignment, Same(), key="let.token_alignment", name="same")
     register_token_alignment(TOKEN_ALIGNMENTS["same"])
-    assert TOKEN_ALIGNMENTS.names() == ["same", "bytes"]
+    assert list(TOKEN_ALIGNMENTS) == ["same", "bytes"]
 
 
 def test_another_stop_rule_under_a_taken_name_is_refused_and_the_same_one_is_harmless():
     _refused_in_one_line(register_stop_rule, "caught_up", object(), key="let.stop_when", name="caught_up")
     register_stop_rule("caught_up", STOP_RULES["caught_up"])
-    assert STOP_RULES.names() == ["step", "caught_up"]
+    assert list(STOP_RULES) == ["step", "caught_up"]
 
 
 def test_another_teacher_architecture_under_a_taken_model_type_is_refused_and_the_same_one_is_harmless():

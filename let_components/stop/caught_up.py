@@ -49,7 +49,8 @@ class CaughtUp(FixedStop):
 
     @property
     def last_step(self) -> int:
-        return min(super().last_step, self.decided_step if self.decided_step is not None else super().last_step)
+        fixed = super().last_step
+        return fixed if self.decided_step is None else min(fixed, self.decided_step)
 
     def observe(self, step: int, pred: torch.Tensor, labels: torch.Tensor, teacher: TeacherLM,
                 label_bytes: torch.Tensor | None = None) -> None:
@@ -61,7 +62,9 @@ class CaughtUp(FixedStop):
             if isinstance(logits, DTensor):  # loss parallel (TP): the vocabulary sharded over ranks
                 logits = logits.full_tensor()
             rows_bytes = label_bytes[:rows] if label_bytes is not None else None
-            student = lm_loss_sums(logits, labels[:rows], self.student_bytes.to(pred.device), rows_bytes)[:2]
+            if self.student_bytes.device != pred.device:  # once: the table stays on the device
+                self.student_bytes = self.student_bytes.to(pred.device)
+            student = lm_loss_sums(logits, labels[:rows], self.student_bytes, rows_bytes)[:2]
             taught = teacher.text_sums(rows, self.teacher_bytes)[:2]
         sums = torch.cat([student, taught])
         self._sums = sums if self._sums is None else self._sums + sums

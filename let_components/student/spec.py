@@ -147,9 +147,9 @@ def student_train_spec(
     """`base` (torchtitan's spec of the family) with the LET student's model, flavors, adapter and tokenizer.
 
     Kept from `base`: optimizer builder (deepseek_v3's updates MoE expert biases), LR schedule, loss, pipelining
-    function (pipeline.py; LET refuses PP before start); every student gets torchtitan's validator, resumable
-    (let_components/validate.py), and torchtitan's text dataloader, with the teacher's tokenization of the same text
-    beside it when the token alignment needs one (let_components/tokens/).
+    function (pipeline.py: block k's projection joins block k's stage); every student gets torchtitan's validator,
+    resumable (let_components/validate.py), and torchtitan's text dataloader, with the teacher's tokenization of the
+    same text beside it when the token alignment needs one (let_components/tokens/).
     """
     return dataclasses.replace(
         base,
