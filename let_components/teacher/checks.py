@@ -1,6 +1,5 @@
 """Checks of the teacher folder that run before torchtitan builds anything (no process group, no weights read)."""
 
-from dataclasses import replace
 
 from torchtitan.tools.logging import logger
 
@@ -27,7 +26,7 @@ def check_teacher(source: TeacherSource, options: TeacherOptions, seq_key: str, 
             f"tokens; use {seq_key} <= {max_positions}"
         )
     if needed:
-        model = build_meta_teacher(source.config, architecture, replace(options, backend=source.backend))
+        model = build_meta_teacher(source.config, architecture, options)
         source.check_weights(architecture, model)
         if resuming:
             source.check_unchanged()

@@ -60,8 +60,9 @@ class TeacherSource:
         """native or transformers, as let.teacher_backend and the model_type decide (a one-line error if neither)."""
         return teacher_backend(self.config, self.path, self.requested_backend)
 
-    @property
+    @functools.cached_property
     def architecture(self) -> TeacherArchitecture:
+        """The module family that builds the teacher, by its backend (decided once, as the backend is)."""
         return teacher_architecture(self.config, self.path, self.backend)
 
     def output_width(self, layer: int) -> int:

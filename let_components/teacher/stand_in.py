@@ -8,7 +8,7 @@ checks, the trainer and the step read it as they read a folder.
 """
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ class StandInTeacherSource(TeacherSource):
 
     def load(self, device: torch.device | str, dtype: torch.dtype, options: TeacherOptions) -> TeacherModel:
         """The teacher module of this shape on `device`, random weights (seeded), frozen."""
-        model = build_meta_teacher(self.config, self.architecture, replace(options, backend=self.backend), dtype)
+        model = build_meta_teacher(self.config, self.architecture, options, dtype)
         model.to_empty(device=device)
         generator = torch.Generator(device=device).manual_seed(0)
         with torch.no_grad():
