@@ -14,7 +14,7 @@ from torchtitan.protocols.model import BaseModelArgs
 from torchtitan.protocols.train_spec import TrainSpec, get_train_spec
 
 import let_components  # noqa: F401  (registers the datasets and the student TrainSpecs)
-from let_components.teacher import TeacherModel, TeacherOptions, TeacherSource, teacher_source
+from let_components.teacher import TeacherModel, TeacherOptions, teacher_source
 from let_components.tokens import token_alignment
 
 
@@ -46,14 +46,13 @@ def parse_probe(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     return args, parse_job_config(args.config, [*config_overrides, *overrides])
 
 
-def run_teacher(job_config: JobConfig, max_seq_len: int | None = None,
-                layer: int | None = None) -> tuple[TeacherSource, TeacherModel]:
+def run_teacher(job_config: JobConfig, max_seq_len: int | None = None, layer: int | None = None) -> TeacherModel:
     """The run's teacher as training builds it - its source (folder or the job's copy, let.teacher_backend), the
     run's layer and window (the token alignment's) unless the probe asks for others - on the CPU in float32."""
     source = teacher_source(job_config)
     length = max_seq_len or token_alignment(job_config).teacher_seq_len(job_config)
     options = TeacherOptions(layer=job_config.let.teacher_layer if layer is None else layer, max_seq_len=length)
-    return source, source.load("cpu", torch.float32, options)
+    return source.load("cpu", torch.float32, options)
 
 
 def student_args(job_config: Any) -> tuple[TrainSpec, BaseModelArgs]:

@@ -52,7 +52,7 @@ def main() -> None:
     startup = check_before_start(job_config)  # the run's pieces as training builds them: the rule, the tokenizers
     rule, student_tokenizer = startup.stop_rule, startup.student_tokenizer
     rows, seq_len, t_len = let.caught_up_sequences, training.seq_len, startup.teacher_options.max_seq_len
-    _, teacher = run_teacher(job_config)
+    teacher = run_teacher(job_config)
     generator = torch.Generator().manual_seed(0)
     random_ids = lambda vocab, length: torch.randint(vocab, (rows, length), generator=generator)  # noqa: E731
     teacher_vocab = startup.teacher.tokenizer().get_vocab_size()

@@ -32,7 +32,7 @@ from let_components.teacher import teacher_source
 from let_components.tokens import token_alignment
 from let_components.tokens.tokenizers import student_tokenizer
 
-from ..common import parse_job_config
+from ..common import parse_probe
 
 
 def miniature(folder: Path) -> Path:
@@ -92,8 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--consume", type=float, default=45_000.0,
                         help="student tokens/s one GPU trains on (the 1.4B student on one H100: about 45k)")
     parser.add_argument("--json", type=Path, help="also write the rates here")
-    args, overrides = parser.parse_known_args(argv)
-    job_config = parse_job_config(args.config, overrides)
+    args, job_config = parse_probe(parser, argv)
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data or str(miniature(Path(scratch)))
         rates = measure(job_config, data, args.seconds)

@@ -198,7 +198,7 @@ def knowledge_probe(job_config: Any, checkpoint: Path, sequences: int, fit_fract
     byte_lengths = torch.from_numpy(text_byte_lengths(tokenizer, "let.teacher_path"))
     inputs, labels = held_out_windows(job_config, tokenizer, sequences)
     student = load_student(job_config, checkpoint)
-    _, teacher = run_teacher(job_config, max_seq_len=inputs.shape[1], layer=-1)  # its final states, for its own head
+    teacher = run_teacher(job_config, max_seq_len=inputs.shape[1], layer=-1)  # its final states, for its own head
     measured_labels = labels.clone()
     measured_labels[:fit] = IGNORE_INDEX  # the student's own loss on the measured windows only
     states, target, student_bpb = forward_states(student, teacher, let.student_layer, inputs, measured_labels,

@@ -86,7 +86,7 @@ def similarity(job_config: Any, checkpoint: Path, sequences: int) -> dict[str, A
     token_map = alignment.build_map(job_config, student, dataclasses.replace(student.model_args, attn_type="sdpa"),
                                     teacher_source(job_config))
     teacher_inputs, _ = token_map.teacher_inputs(inputs, teacher_batch, None)
-    _, teacher = run_teacher(job_config, max_seq_len=teacher_inputs.shape[1])
+    teacher = run_teacher(job_config, max_seq_len=teacher_inputs.shape[1])
     # a plain hook, not BlockCapture: CKA needs block k's raw state, before the run's projection
     captured: list[torch.Tensor] = []
     handle = student.layers[str(let.student_layer)].register_forward_hook(lambda m, a, out: captured.append(out))
