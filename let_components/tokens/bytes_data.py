@@ -35,7 +35,9 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
 
     `set_teacher_side(False)` (the teacher is gone) makes it torchtitan's dataset again: only {"input"}, no teacher
     tokenization. The switch is a flag in shared memory, so it also reaches a dataloader worker process
-    (`training.dataloader.num_workers = 1` takes the teacher-side work off the training step's critical path).
+    (`training.dataloader.num_workers = 1` takes the teacher-side work off the training step's critical path), and it
+    takes effect between batches only (every `batch_size` samples): a worker that sees it in the middle of a batch
+    finishes that batch with the teacher side, as collating a batch needs the same keys in all its samples.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
         tokenizer_key: str = "model.hf_assets_path",
         teacher_key: str = "let.teacher_path",
         teacher_bos: bool = False,
+        batch_size: int = 1,
     ) -> None:
         super().__init__(dataset_name, dataset_path, tokenizer, seq_len, dp_rank, dp_world_size, infinite)
         self._student_bytes = ByteTokenizer.build(tokenizer, tokenizer_key)
@@ -70,6 +73,9 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
         # shared with dataloader workers (forked with it): the trainer's switch reaches the process that iterates
         self._switch = multiprocessing.Value("b", 1, lock=False)
         self._side_applied = True
+        self.batch_size = batch_size
+        """Samples the dataloader collates into one batch: the switch applies at their boundaries."""
+        self._yielded = 0
         self.invalid_documents = 0
         """Documents a tokenizer did not cover byte for byte (a normalizer changed the text): no targets there."""
         self._start_key_stream()
@@ -83,15 +89,16 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
 
     @property
     def teacher_side(self) -> bool:
-        """Whether the teacher side is on, applying a switch made since the last look (in this process)."""
+        """Whether the teacher side is on, applying a switch made since the last look (in this process) if no batch
+        is half made."""
         enabled = bool(self._switch.value)
-        if enabled != self._side_applied:
+        if enabled != self._side_applied and self._yielded % self.batch_size == 0:
             if enabled:
                 self._start_key_stream()
             else:
                 self._student_keys = self._teacher_tokens = None
             self._side_applied = enabled
-        return enabled
+        return self._side_applied
 
     def set_teacher_side(self, enabled: bool) -> None:
         """False: stop the teacher-side work and drop its buffers (the teacher is released)."""
@@ -154,6 +161,7 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
         # HuggingFaceTextDataset.__iter__ (torchtitan 0.2.2) with the teacher side added: it offers no hook per
         # document, and the student's ids, packing and re-looping must stay exactly its own.
         max_buffer_token_len = 1 + self.seq_len
+        self._yielded = 0  # a pass (or a resumed one) starts at a batch boundary
         while True:
             for sample in self._get_data_iter():
                 sample_text = self._text_processor(sample)
@@ -169,6 +177,7 @@ class ByteAlignedTextDataset(HuggingFaceTextDataset):
                     inputs = {"input": x[:-1]}
                     if self.teacher_side:
                         inputs |= self._teacher_window()
+                    self._yielded += 1
                     yield inputs, x[1:]
 
             if not self.infinite:
@@ -243,5 +252,6 @@ def build_byte_aligned_dataloader(
         tokenizer_key=tokenizer_key,
         teacher_key="let.teacher_path",
         teacher_bos=teacher_bos,
+        batch_size=job_config.training.local_batch_size,
     )
     return text_dataloader(dataset, dp_rank, dp_world_size, job_config)

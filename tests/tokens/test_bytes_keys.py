@@ -379,6 +379,21 @@ def test_the_switch_reaches_a_dataloader_worker(refs, tmp_path):
     assert keys[-1] == {"input"}  # batches the worker prefetched before the switch may still carry the teacher side
 
 
+def test_the_switch_waits_for_the_batch_in_the_making(refs, tmp_path):
+    """A switch seen between two samples of one batch (a worker's race with the trainer) applies after that batch:
+    collating needs the same keys in every sample of a batch."""
+    path = _docs_file(tmp_path, DOCS * 6)
+    dataset = ByteAlignedTextDataset("let_test_documents", path, refs["project"].tokenizer, 12, infinite=True,
+                                     teacher_tokenizer=refs["qwen"].tokenizer, teacher_len=20, same_document=False,
+                                     batch_size=3)
+    samples = iter(dataset)
+    first = [next(samples)[0] for _ in range(2)]
+    dataset.set_teacher_side(False)
+    rest = [next(samples)[0] for _ in range(4)]
+    assert ["teacher_input" in sample for sample in first + rest] == [True, True, True, False, False, False]
+    assert set(rest[-1]) == {"input"}
+
+
 def test_a_dataloader_worker_reports_the_documents_it_rejects(refs, tmp_path, capfd):
     """training.dataloader.num_workers = 1: the count lives in the worker process, so the worker itself logs it."""
     import logging
